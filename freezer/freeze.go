@@ -1,0 +1,530 @@
+package freezer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/mount"
+	"github.com/cgfreeze/cgfreeze/procs"
+	"golang.org/x/sys/unix"
+)
+
+// Limits of the loops below.
+const (
+	// rollbackLimit bounds a rollback after a failed freeze, which must
+	// not inherit the expired deadline of the freeze it undoes.
+	rollbackLimit = 10 * time.Second
+	// pollFallback is how long a wait on cgroup.events sleeps when no
+	// inotify event arrives, in case one is missed.
+	pollFallback = 100 * time.Millisecond
+	// einvalRetries and einvalPause: a migration can fail with EINVAL for a
+	// moment (a task in the middle of fork or exit); runc retries so too.
+	einvalRetries = 5
+	einvalPause   = 30 * time.Millisecond
+	// v1 freezer: FREEZING that does not settle is broken by a short
+	// thaw every v1ThawEvery tries, the way runc does.
+	v1ThawEvery   = 50
+	v1ThawPause   = 10 * time.Millisecond
+	v1MaxBackoff  = 10 * time.Millisecond
+	v1BackoffBase = 100 * time.Microsecond
+)
+
+// Frozen is a confirmed freeze of a target. Thaw it.
+type Frozen struct {
+	Target *Target
+	// Processes is the number of processes in the target's cgroup tree
+	// when the freeze was confirmed.
+	Processes int
+	// children are the target's child cgroups that the subtree strategy
+	// froze in place.
+	children []string
+}
+
+// Freeze freezes the target and returns once the kernel confirms it (v1
+// freezer.state FROZEN, v2 cgroup.events "frozen 1"). ctx must carry a
+// deadline; when it expires or is cancelled first, everything done is
+// rolled back and the error wraps ErrFreezeFailed (and ErrThawFailed if the
+// rollback failed too). A target frozen already is refused with
+// ErrAlreadyFrozen and left alone.
+func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, errors.New("freezer.Freeze needs a context with a deadline")
+	}
+	f := &Frozen{Target: t}
+	err := t.fs.Do(func(root *mount.Root) error {
+		var err error
+		switch t.Strategy {
+		case StrategyFreezer:
+			err = f.freezeV1(ctx, root)
+		case StrategyDirect:
+			err = f.freezeDirect(ctx, root)
+		case StrategySubtree:
+			err = f.freezeSubtree(ctx, root)
+		default:
+			err = fmt.Errorf("unknown strategy %q", t.Strategy)
+		}
+		if err != nil {
+			return err
+		}
+		f.Processes, err = countProcesses(root, t.Path)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Thaw undoes the freeze and returns once the kernel confirms it, with every
+// moved process back in the target's cgroup and the child cgroup removed. It
+// retries until ctx, which must carry a deadline, ends; then the error wraps
+// ErrThawFailed and says what is left.
+func (f *Frozen) Thaw(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		return errors.New("freezer.Frozen.Thaw needs a context with a deadline")
+	}
+	t := f.Target
+	return t.fs.Do(func(root *mount.Root) error {
+		return retryThaw(ctx, func() error { return thaw(ctx, root, t.Path, t.Strategy, f.children) })
+	})
+}
+
+// retryThaw repeats an idempotent thaw until it succeeds or ctx ends.
+func retryThaw(ctx context.Context, thawOnce func() error) error {
+	for {
+		err := thawOnce()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrThawFailed, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func thaw(ctx context.Context, root *mount.Root, cgPath string, s Strategy, children []string) error {
+	switch s {
+	case StrategyFreezer:
+		return thawV1(ctx, root, cgPath)
+	case StrategyDirect:
+		return thawDirect(ctx, root, cgPath)
+	case StrategySubtree:
+		return thawSubtree(ctx, root, cgPath, children)
+	}
+	return fmt.Errorf("unknown strategy %q", s)
+}
+
+// rollback undoes a failed freeze; err is the failure. The rollback gets a
+// deadline of its own.
+func rollback(err error, undo func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), rollbackLimit)
+	defer cancel()
+	if rerr := retryThaw(ctx, func() error { return undo(ctx) }); rerr != nil {
+		return fmt.Errorf("%w; the rollback failed too: %w", err, rerr)
+	}
+	return err
+}
+
+// alreadyFrozen explains a target that is frozen before cgfreeze touched it.
+func alreadyFrozen(root *mount.Root, procRoot, markedPath, cgPath, state string) error {
+	m, err := readMark(root, markedPath)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %s is %s; its cgfreeze mark cannot be read: %w", ErrAlreadyFrozen, cgPath, state, err)
+	case m != nil && m.alive(procRoot):
+		return fmt.Errorf("%w: %s is held by a running cgfreeze (PID %d, since %s); end that one (SIGTERM) to thaw", ErrAlreadyFrozen, cgPath, m.Holder, m.Since.Format(time.RFC3339))
+	case m != nil:
+		return fmt.Errorf("%w: %s was left %s by a cgfreeze that is gone (PID %d, since %s); run `cgfreeze thaw` with the same --pid to undo it", ErrAlreadyFrozen, cgPath, state, m.Holder, m.Since.Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: %s is %s by someone else (for example runc pause or docker pause); cgfreeze does not take over another tool's freeze: undo it with that tool", ErrAlreadyFrozen, cgPath, state)
+}
+
+// --- cgroup v1 ---
+
+func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
+	t := f.Target
+	stateFile := path.Join(t.Path, "freezer.state")
+	state, err := root.ReadFile(stateFile)
+	if err != nil {
+		return classify(err)
+	}
+	if state != "THAWED" {
+		return alreadyFrozen(root, t.procRoot, t.Path, t.Path, strings.ToLower(state))
+	}
+	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyFreezer)); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = rollback(err, func(ctx context.Context) error { return thawV1(ctx, root, t.Path) })
+		}
+	}()
+	backoff := v1BackoffBase
+	for i := 1; ; i++ {
+		if i%v1ThawEvery == 0 {
+			// Processes that keep forking can hold FREEZING forever; a
+			// brief thaw lets them settle before the next try.
+			if err := root.WriteFile(stateFile, "THAWED"); err != nil {
+				return classify(err)
+			}
+			time.Sleep(v1ThawPause)
+		}
+		if err := root.WriteFile(stateFile, "FROZEN"); err != nil {
+			return classify(err)
+		}
+		state, err := root.ReadFile(stateFile)
+		if err != nil {
+			return classify(err)
+		}
+		if state == "FROZEN" {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, ctx.Err())
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, v1MaxBackoff)
+	}
+}
+
+func thawV1(ctx context.Context, root *mount.Root, cgPath string) error {
+	stateFile := path.Join(cgPath, "freezer.state")
+	if err := root.WriteFile(stateFile, "THAWED"); err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return nil
+		}
+		return classify(err)
+	}
+	for {
+		// freezer.state shows the combined state with the ancestors;
+		// self_freezing is this cgroup's own.
+		self, err := root.ReadFile(path.Join(cgPath, "freezer.self_freezing"))
+		if err != nil {
+			return ignoreCgroupRemoved(err)
+		}
+		if self == "0" {
+			return ignoreCgroupRemoved(root.RemoveXattr(cgPath, markXattr))
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: self_freezing still 1 after writing THAWED", cgPath)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// --- cgroup v2 ---
+
+// waitFrozen waits until cgroup.events of cgPath says "frozen" is want.
+func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool) error {
+	events := path.Join(cgPath, "cgroup.events")
+	w := root.Watch(events)
+	defer w.Close()
+	for {
+		frozen, err := readFrozen(root, cgPath)
+		if err != nil {
+			return err
+		}
+		if frozen == want {
+			return nil
+		}
+		deadline, _ := ctx.Deadline()
+		remaining := time.Until(deadline)
+		if ctx.Err() != nil || remaining <= 0 {
+			return fmt.Errorf("%s still says frozen %d: %w", events, btoi(frozen), context.DeadlineExceeded)
+		}
+		w.Wait(min(remaining, pollFallback))
+	}
+}
+
+func readFrozen(root *mount.Root, cgPath string) (bool, error) {
+	events, err := root.ReadFile(path.Join(cgPath, "cgroup.events"))
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(events, "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == "frozen" {
+			return v == "1", nil
+		}
+	}
+	return false, fmt.Errorf("%s/cgroup.events has no frozen line", cgPath)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// v2State is what cgroup.freeze asks for and cgroup.events confirms.
+func v2State(root *mount.Root, cgPath string) (requested, frozen bool, err error) {
+	req, err := root.ReadFile(path.Join(cgPath, "cgroup.freeze"))
+	if err != nil {
+		return false, false, err
+	}
+	frozen, err = readFrozen(root, cgPath)
+	return req == "1", frozen, err
+}
+
+func stateName(requested, frozen bool) string {
+	switch {
+	case frozen:
+		return "frozen"
+	case requested:
+		return "freezing"
+	}
+	return "thawed"
+}
+
+func (f *Frozen) freezeDirect(ctx context.Context, root *mount.Root) (err error) {
+	t := f.Target
+	requested, frozen, err := v2State(root, t.Path)
+	if err != nil {
+		return classify(err)
+	}
+	if requested || frozen {
+		return alreadyFrozen(root, t.procRoot, t.Path, t.Path, stateName(requested, frozen))
+	}
+	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyDirect)); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = rollback(err, func(ctx context.Context) error { return thawDirect(ctx, root, t.Path) })
+		}
+	}()
+	if err := root.WriteFile(path.Join(t.Path, "cgroup.freeze"), "1"); err != nil {
+		return classify(err)
+	}
+	if err := waitFrozen(ctx, root, t.Path, true); err != nil {
+		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+	}
+	return nil
+}
+
+func thawDirect(ctx context.Context, root *mount.Root, cgPath string) error {
+	if err := root.WriteFile(path.Join(cgPath, "cgroup.freeze"), "0"); err != nil {
+		return ignoreCgroupRemoved(classify(err))
+	}
+	if err := waitFrozen(ctx, root, cgPath, false); err != nil {
+		return ignoreCgroupRemoved(err)
+	}
+	return ignoreCgroupRemoved(root.RemoveXattr(cgPath, markXattr))
+}
+
+func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error) {
+	t := f.Target
+	child := path.Join(t.Path, ChildName)
+	if ok, err := root.Exists(child); err != nil {
+		return err
+	} else if ok {
+		return alreadyFrozen(root, t.procRoot, child, t.Path, "frozen through "+child)
+	}
+	requested, frozen, err := v2State(root, t.Path)
+	if err != nil {
+		return classify(err)
+	}
+	if requested || frozen {
+		return alreadyFrozen(root, t.procRoot, t.Path, t.Path, stateName(requested, frozen))
+	}
+	// The child cgroups of the target are frozen where they are; those
+	// frozen already belong to someone else and are left alone.
+	names, err := root.Children(t.Path)
+	if err != nil {
+		return classify(err)
+	}
+	for _, name := range names {
+		req, err := root.ReadFile(path.Join(t.Path, name, "cgroup.freeze"))
+		if err != nil {
+			return classify(err)
+		}
+		if req == "0" {
+			f.children = append(f.children, name)
+		}
+	}
+
+	if err := root.Mkdir(child); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return alreadyFrozen(root, t.procRoot, child, t.Path, "frozen through "+child)
+		}
+		return classify(err)
+	}
+	defer func() {
+		if err != nil {
+			err = rollback(err, func(ctx context.Context) error { return thawSubtree(ctx, root, t.Path, f.children) })
+		}
+	}()
+	m := newMark(t.procRoot, StrategySubtree)
+	m.Children = f.children
+	if err := writeMark(root, child, m); err != nil {
+		return err
+	}
+	// The destination is frozen while still empty, so that every process
+	// stops the moment it arrives (as crun migrates).
+	if err := root.WriteFile(path.Join(child, "cgroup.freeze"), "1"); err != nil {
+		return classify(err)
+	}
+	if err := waitFrozen(ctx, root, child, true); err != nil {
+		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+	}
+	if err := migrate(ctx, root, t.Path, child); err != nil {
+		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+	}
+	for _, name := range f.children {
+		if err := root.WriteFile(path.Join(t.Path, name, "cgroup.freeze"), "1"); err != nil {
+			return classify(err)
+		}
+	}
+	for _, name := range append([]string{ChildName}, f.children...) {
+		if err := waitFrozen(ctx, root, path.Join(t.Path, name), true); err != nil {
+			return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+		}
+	}
+	return nil
+}
+
+func thawSubtree(ctx context.Context, root *mount.Root, cgPath string, children []string) error {
+	child := path.Join(cgPath, ChildName)
+	for _, name := range children {
+		if err := root.WriteFile(path.Join(cgPath, name, "cgroup.freeze"), "0"); ignoreCgroupRemoved(err) != nil {
+			return classify(err)
+		}
+	}
+	exists, err := root.Exists(child)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if err := root.WriteFile(path.Join(child, "cgroup.freeze"), "0"); ignoreCgroupRemoved(err) != nil {
+			return classify(err)
+		}
+		if err := migrate(ctx, root, child, cgPath); ignoreCgroupRemoved(err) != nil {
+			return err
+		}
+		if err := root.Rmdir(child); ignoreCgroupRemoved(err) != nil {
+			return err
+		}
+	}
+	for _, name := range children {
+		if err := waitFrozen(ctx, root, path.Join(cgPath, name), false); ignoreCgroupRemoved(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrate moves every process of src (its own processes, not those of its
+// children) into dst, one write(2) of one PID at a time, until src lists
+// none: a process that forks meanwhile is caught by the next round.
+func migrate(ctx context.Context, root *mount.Root, src, dst string) error {
+	if src == dst {
+		return nil
+	}
+	dstProcs, err := root.Open(path.Join(dst, "cgroup.procs"), unix.O_WRONLY)
+	if err != nil {
+		return classify(err)
+	}
+	defer dstProcs.Close()
+	srcFile := path.Join(src, "cgroup.procs")
+	for {
+		content, err := root.ReadFile(srcFile)
+		if err != nil {
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				return fmt.Errorf("%w: %s is a threaded cgroup", ErrUnsafeTarget, src)
+			}
+			return classify(err)
+		}
+		pids, err := procs.ParsePIDs(strings.NewReader(content))
+		if err != nil {
+			return fmt.Errorf("%s: %w", srcFile, err)
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d processes still in %s: %w", len(pids), src, ctx.Err())
+		}
+		moved := 0
+		seen := make(map[int]bool, len(pids))
+		for _, pid := range pids {
+			// PID 0 would move cgfreeze itself.
+			if pid == 0 || seen[pid] {
+				continue
+			}
+			seen[pid] = true
+			ok, err := movePID(dstProcs, pid)
+			if err != nil {
+				return err
+			}
+			if ok {
+				moved++
+			}
+		}
+		if moved == 0 {
+			// Only exiting processes are left; let them go.
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// movePID writes one PID to an open cgroup.procs. A process that is gone
+// (ESRCH) is not an error; it reports false.
+func movePID(dstProcs interface{ Write([]byte) (int, error) }, pid int) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		_, err := dstProcs.Write([]byte(strconv.Itoa(pid)))
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, unix.ESRCH):
+			return false, nil
+		case errors.Is(err, unix.EINVAL) && attempt < einvalRetries:
+			time.Sleep(einvalPause)
+		default:
+			return false, classify(fmt.Errorf("move PID %d: %w", pid, err))
+		}
+	}
+}
+
+// ignoreCgroupRemoved treats a cgroup that vanished (its last process exited
+// and someone removed it) as done.
+func ignoreCgroupRemoved(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+		return nil
+	}
+	return err
+}
+
+// countProcesses counts the processes in a cgroup and its descendants.
+func countProcesses(root *mount.Root, cgPath string) (int, error) {
+	content, err := root.ReadFile(path.Join(cgPath, "cgroup.procs"))
+	if err != nil {
+		return 0, err
+	}
+	pids, err := procs.ParsePIDs(strings.NewReader(content))
+	if err != nil {
+		return 0, err
+	}
+	n := len(pids)
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range children {
+		m, err := countProcesses(root, path.Join(cgPath, c))
+		if err != nil {
+			return 0, ignoreCgroupRemoved(err)
+		}
+		n += m
+	}
+	return n, nil
+}

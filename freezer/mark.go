@@ -1,0 +1,68 @@
+package freezer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/mount"
+	"github.com/cgfreeze/cgfreeze/procs"
+)
+
+// markXattr names the extended attribute that cgfreeze sets on the cgroup it
+// freezes (v1, direct) or creates (subtree). It lives in the cgroup file
+// system, so a fresh cgfreeze in a new container can read it when the one
+// that set it is gone.
+const markXattr = "trusted.cgfreeze"
+
+// mark records who froze a cgroup and what to undo.
+type mark struct {
+	Holder   int       `json:"holder"`
+	PIDNS    uint64    `json:"pidns"`
+	Start    uint64    `json:"start"`
+	Strategy Strategy  `json:"strategy"`
+	Since    time.Time `json:"since"`
+	// Children are the child cgroups (relative to the target) that the
+	// subtree strategy froze in place and must thaw.
+	Children []string `json:"children,omitempty"`
+}
+
+func newMark(procRoot string, s Strategy) mark {
+	m := mark{Holder: os.Getpid(), Strategy: s, Since: time.Now().UTC()}
+	m.PIDNS, _ = procs.Namespace(procRoot, m.Holder, "pid")
+	m.Start, _ = procs.StartTime(procRoot, m.Holder)
+	return m
+}
+
+func writeMark(root *mount.Root, cgPath string, m mark) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return classify(root.SetXattr(cgPath, markXattr, string(b)))
+}
+
+// readMark returns the mark on a cgroup, or nil.
+func readMark(root *mount.Root, cgPath string) (*mark, error) {
+	v, err := root.GetXattr(cgPath, markXattr)
+	if err != nil || v == "" {
+		return nil, err
+	}
+	var m mark
+	if err := json.Unmarshal([]byte(v), &m); err != nil {
+		return nil, fmt.Errorf("%s: malformed %s mark %q: %w", cgPath, markXattr, v, err)
+	}
+	return &m, nil
+}
+
+// alive tells whether the cgfreeze that set m still runs. It can tell only
+// for a holder in the caller's PID namespace; any other is taken for dead.
+func (m *mark) alive(procRoot string) bool {
+	ns, err := procs.Namespace(procRoot, os.Getpid(), "pid")
+	if err != nil || ns != m.PIDNS || m.Holder == os.Getpid() {
+		return false
+	}
+	start, err := procs.StartTime(procRoot, m.Holder)
+	return err == nil && start == m.Start
+}

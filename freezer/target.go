@@ -1,0 +1,259 @@
+package freezer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cgfreeze/cgfreeze/mount"
+	"github.com/cgfreeze/cgfreeze/procs"
+	"golang.org/x/sys/unix"
+)
+
+// Strategy is how a target is frozen.
+type Strategy string
+
+// The strategies.
+const (
+	// StrategyFreezer writes the v1 freezer controller's freezer.state.
+	StrategyFreezer Strategy = "freezer"
+	// StrategyDirect writes the target's own v2 cgroup.freeze.
+	StrategyDirect Strategy = "direct"
+	// StrategySubtree moves the target's processes into a frozen child
+	// cgroup, for a target whose cgroup.freeze may not be written (the root
+	// of a cgroup namespace on a hierarchy mounted with nsdelegate).
+	StrategySubtree Strategy = "subtree"
+)
+
+// ChildName is the name of the cgroup that the subtree strategy creates
+// under the target.
+const ChildName = "cgfreeze"
+
+// Options says which process's cgroup to freeze and where to look.
+type Options struct {
+	// PID is a process of the target; its cgroup is the target.
+	PID int
+	// ProcRoot is the proc filesystem that shows PID, "/proc" when empty.
+	ProcRoot string
+	// SysCgroup is where detection looks at the mounted cgroup filesystem,
+	// "/sys/fs/cgroup" when empty. Nothing is written through it.
+	SysCgroup string
+	// Version forces cgroup v1 or v2; 0 detects.
+	Version int
+}
+
+// Target is a resolved target: a private mount of its cgroup hierarchy, on a
+// thread in the cgroup namespace the target was resolved in. Close it.
+type Target struct {
+	// PID is the process the target was resolved from.
+	PID int
+	// Version is the cgroup version, 1 or 2.
+	Version int
+	// Path is the target cgroup's path relative to the root of the cgroup
+	// namespace it was resolved in ("/" for that namespace's root).
+	Path string
+	// Strategy is how Freeze freezes it.
+	Strategy Strategy
+	// EnteredNamespace tells whether the target was resolved in its own
+	// cgroup namespace (it was not visible from the caller's).
+	EnteredNamespace bool
+
+	procRoot string
+	fs       *mount.FS
+}
+
+// Resolve finds the target cgroup of opts.PID, mounts its hierarchy
+// privately and decides how to freeze it. It changes nothing.
+func Resolve(opts Options) (*Target, error) {
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.SysCgroup == "" {
+		opts.SysCgroup = "/sys/fs/cgroup"
+	}
+	if opts.PID <= 0 {
+		return nil, fmt.Errorf("%w: invalid PID %d", ErrTargetNotFound, opts.PID)
+	}
+	cg, err := procs.ReadCgroups(opts.ProcRoot, opts.PID)
+	if err != nil {
+		return nil, targetErr(opts, err)
+	}
+	version := opts.Version
+	if version == 0 {
+		version, err = DetectVersion(opts.SysCgroup, cg)
+		if err != nil {
+			return nil, err
+		}
+	}
+	spec, cgPath, err := mountSpec(version, cg)
+	if err != nil {
+		return nil, err
+	}
+
+	self := os.Getpid()
+	ownNS, err := procs.Namespace(opts.ProcRoot, self, "cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read cgroup namespace of cgfreeze itself (is %s this PID namespace's proc?): %w", opts.ProcRoot, err)
+	}
+	targetNS, err := procs.Namespace(opts.ProcRoot, opts.PID, "cgroup")
+	if err != nil {
+		return nil, targetErr(opts, err)
+	}
+	// A target outside the caller's cgroup namespace ("/../x") is reached
+	// from inside its own namespace, where it is the root.
+	enter := procs.Outside(cgPath) && targetNS != ownNS
+	viewNS := ownNS
+	mopts := mount.Options{}
+	if enter {
+		viewNS = targetNS
+		mopts.CgroupNamespace = filepath.Join(opts.ProcRoot, strconv.Itoa(opts.PID), "ns", "cgroup")
+	}
+	if version == 2 && viewNS == procs.InitCgroupNamespace {
+		// Mounting from the initial cgroup namespace resets the
+		// hierarchy's flags: keep the ones in force.
+		spec.Options, _ = mount.SuperOptionsFromFiles("cgroup2",
+			filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"),
+			filepath.Join(opts.ProcRoot, "1", "mountinfo"))
+	}
+	fs, err := mount.Open(spec, mopts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	t := &Target{PID: opts.PID, Version: version, EnteredNamespace: enter, procRoot: opts.ProcRoot, fs: fs}
+	err = fs.Do(func(root *mount.Root) error { return t.inspect(root, viewNS, self) })
+	if err != nil {
+		fs.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func targetErr(opts Options, err error) error {
+	if errors.Is(err, procs.ErrNoProcess) {
+		return fmt.Errorf("%w: process %d does not exist in %s (check --pid)", ErrTargetNotFound, opts.PID, opts.ProcRoot)
+	}
+	return err
+}
+
+// Close releases the target's mount and thread.
+func (t *Target) Close() error {
+	return t.fs.Close()
+}
+
+// inspect runs on the mount's thread: it reads the target's path as the
+// namespace the mount was made in sees it, refuses unsafe targets and picks
+// the strategy.
+func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
+	cg, err := procs.ReadCgroups(t.procRoot, t.PID)
+	if err != nil {
+		return targetErr(Options{PID: t.PID, ProcRoot: t.procRoot}, err)
+	}
+	_, t.Path, _ = mountSpec(t.Version, cg)
+	if procs.Outside(t.Path) {
+		return fmt.Errorf("target cgroup %s is outside the cgroup namespace cgfreeze works in", t.Path)
+	}
+	if ro, err := root.ReadOnly(); err == nil && ro {
+		return fmt.Errorf("%w: the cgroup mount refuses writes", ErrReadOnly)
+	}
+
+	if own, err := procs.ReadCgroups(t.procRoot, self); err == nil {
+		_, ownPath, err := mountSpec(t.Version, own)
+		if err == nil && procs.IsAncestor(t.Path, ownPath) {
+			return fmt.Errorf("%w: cgroup %s holds cgfreeze itself (PID %d, in %s): freezing it would freeze cgfreeze; run cgfreeze outside the target, for example in an ephemeral container (kubectl debug --target)", ErrUnsafeTarget, t.Path, self, ownPath)
+		}
+	}
+	if t.Path == "/" && viewNS == procs.InitCgroupNamespace {
+		return fmt.Errorf("%w: process %d is in the root cgroup, which holds the whole machine; point --pid at a container's process", ErrUnsafeTarget, t.PID)
+	}
+	if err := t.refuseHostInit(viewNS); err != nil {
+		return err
+	}
+
+	switch t.Version {
+	case 1:
+		t.Strategy = StrategyFreezer
+		if ok, err := root.Exists(path.Join(t.Path, "freezer.state")); err != nil || !ok {
+			return fmt.Errorf("%w: %s has no freezer.state", ErrNoFreezer, t.Path)
+		}
+	case 2:
+		if ok, err := root.Exists(path.Join(t.Path, "cgroup.freeze")); err != nil || !ok {
+			return fmt.Errorf("%w: %s has no cgroup.freeze (the kernel must be Linux 5.2 or newer)", ErrNoFreezer, t.Path)
+		}
+		if typ, err := root.ReadFile(path.Join(t.Path, "cgroup.type")); err == nil && typ != "domain" {
+			return fmt.Errorf("%w: cgroup %s is of type %q; cgfreeze freezes only domain cgroups (point --pid at a process of the container's main cgroup)", ErrUnsafeTarget, t.Path, typ)
+		}
+		t.Strategy = StrategyDirect
+		if t.Path == "/" {
+			// Under nsdelegate a namespace root's cgroup.freeze may not be
+			// written from inside. Writing the value it already holds
+			// changes nothing and tells whether it may.
+			writable, err := freezeWritable(root, t.Path)
+			if err != nil {
+				return err
+			}
+			if !writable {
+				t.Strategy = StrategySubtree
+			}
+		}
+	}
+	return nil
+}
+
+// refuseHostInit refuses the cgroup of the host's init, or an ancestor of
+// it, when cgfreeze runs in the host's PID namespace.
+func (t *Target) refuseHostInit(viewNS uint64) error {
+	pidNS, err := procs.Namespace(t.procRoot, os.Getpid(), "pid")
+	if err != nil || pidNS != procs.InitPIDNamespace {
+		return nil
+	}
+	initCg, err := procs.ReadCgroups(t.procRoot, 1)
+	if err != nil {
+		return nil
+	}
+	_, initPath, err := mountSpec(t.Version, initCg)
+	if err == nil && procs.IsAncestor(t.Path, initPath) {
+		return fmt.Errorf("%w: cgroup %s holds the host's init (PID 1, in %s); freezing it would hang the machine; point --pid at a container's process", ErrUnsafeTarget, t.Path, initPath)
+	}
+	return nil
+}
+
+func freezeWritable(root *mount.Root, cgPath string) (bool, error) {
+	file := path.Join(cgPath, "cgroup.freeze")
+	cur, err := root.ReadFile(file)
+	if err != nil {
+		return false, err
+	}
+	if cur != "0" {
+		// Frozen already: Freeze reports it; which strategy would apply
+		// does not matter then.
+		return true, nil
+	}
+	err = root.WriteFile(file, cur)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.EPERM):
+		return false, nil
+	}
+	return false, classify(err)
+}
+
+// mountSpec returns what to mount for a version and the target's path in
+// that hierarchy, from /proc/<pid>/cgroup.
+func mountSpec(version int, cg procs.Cgroups) (mount.Spec, string, error) {
+	if version == 1 {
+		p, ok := cg.V1["freezer"]
+		if !ok {
+			return mount.Spec{}, "", fmt.Errorf("%w: the process is in no v1 freezer hierarchy (is the freezer controller mounted? try --cgroup-version 2)", ErrNoFreezer)
+		}
+		return mount.Spec{Version: 1, Controllers: strings.Split(cg.V1Hierarchies["freezer"], ",")}, p, nil
+	}
+	if !cg.HasUnified {
+		return mount.Spec{}, "", fmt.Errorf("%w: the process is in no cgroup v2 hierarchy (try --cgroup-version 1)", ErrNoFreezer)
+	}
+	return mount.Spec{Version: 2}, cg.Unified, nil
+}

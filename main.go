@@ -1,0 +1,440 @@
+// Command cgfreeze freezes a container's processes through the cgroup
+// freezer, holds them frozen until a signal, a duration or its caller ends
+// the hold, then thaws them and puts every process back where it was.
+//
+// See docs/usage.md for the command line, events and exit codes.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/freezer"
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes; docs/usage.md explains each.
+const (
+	exitOK            = 0
+	exitError         = 1
+	exitUsage         = 2
+	exitNoTarget      = 3
+	exitUnsafeTarget  = 4
+	exitNotPrivileged = 5
+	exitNoFreezer     = 6
+	exitReadOnly      = 7
+	exitAlreadyFrozen = 8
+	exitFreezeFailed  = 9
+	exitThawFailed    = 10
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usageHead = `cgfreeze freezes a container's processes through the cgroup freezer and
+thaws them when told to.
+
+Usage:
+  cgfreeze [freeze] [flags]   freeze the target, hold, then thaw (the default command)
+  cgfreeze thaw [flags]       undo a freeze that cgfreeze left on the target (idempotent)
+  cgfreeze status [flags]     show the target's cgroup, version, strategy and freezer state
+  cgfreeze version            print the version
+
+The target is the cgroup of --pid (default 1: in "kubectl debug --target=app
+--profile=sysadmin" PID 1 is the app container's first process).
+Run "cgfreeze <command> --help" for a command's flags; docs/usage.md has the
+events and exit codes.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "freeze"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(stdout, usageHead)
+		return exitOK
+	}
+	switch cmd {
+	case "freeze", "thaw", "status":
+		return runTargetCommand(cmd, args, stdout, stderr)
+	case "version":
+		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if err := fs.Parse(args); err != nil {
+			return usageError(err, stdout, stderr)
+		}
+		fmt.Fprintf(stdout, "cgfreeze %s\n", buildVersion())
+		return exitOK
+	case "help":
+		fmt.Fprint(stdout, usageHead)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "cgfreeze: unknown command %q\n\n%s", cmd, usageHead)
+	return exitUsage
+}
+
+func usageError(err error, stdout, stderr io.Writer) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "cgfreeze: %v (see cgfreeze --help)\n", err)
+	return exitUsage
+}
+
+func buildVersion() string {
+	v := version
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+	}
+	return v
+}
+
+// config is the parsed command line of freeze, thaw and status.
+type config struct {
+	cmd       string
+	pid       int
+	cgVersion int
+	duration  time.Duration
+	timeout   time.Duration
+	output    string
+	logLevel  string
+	logFormat string
+	procRoot  string
+	sysCgroup string
+}
+
+func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, int, bool) {
+	c := config{cmd: cmd}
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(stdout)
+	fs.IntVarP(&c.pid, "pid", "p", 1, "a process of the target; its cgroup is the target")
+	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
+	if cmd == "freeze" {
+		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
+	}
+	if cmd != "status" {
+		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long a freeze or thaw may take to complete; a freeze that does not is rolled back")
+	}
+	fs.StringVarP(&c.output, "output", "o", "text", "events on stdout: text or json (one JSON object per line)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error, disabled")
+	fs.StringVar(&c.logFormat, "log-format", "console", "log format on stderr: console or json")
+	fs.StringVar(&c.procRoot, "proc", "/proc", "the proc filesystem of the target's PID namespace")
+	fs.StringVar(&c.sysCgroup, "sys-cgroup", "/sys/fs/cgroup", "where detection looks for the mounted cgroup filesystem")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: cgfreeze %s [flags]\n\n%s\nFlags:\n%s", cmd, commandHelp[cmd], fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if !errors.Is(err, pflag.ErrHelp) {
+			fs.SetOutput(stderr)
+		}
+		return c, usageError(err, stdout, stderr), false
+	}
+	var bad []string
+	if fs.NArg() > 0 {
+		bad = append(bad, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+	}
+	if c.cgVersion != 0 && c.cgVersion != 1 && c.cgVersion != 2 {
+		bad = append(bad, fmt.Sprintf("--cgroup-version must be 1 or 2, not %d", c.cgVersion))
+	}
+	if c.pid <= 0 {
+		bad = append(bad, fmt.Sprintf("--pid must be a positive PID, not %d", c.pid))
+	}
+	if c.duration < 0 {
+		bad = append(bad, "--duration must not be negative")
+	}
+	if cmd != "status" && c.timeout <= 0 {
+		bad = append(bad, "--timeout must be positive")
+	}
+	if c.output != "text" && c.output != "json" {
+		bad = append(bad, fmt.Sprintf("--output must be text or json, not %q", c.output))
+	}
+	if c.logFormat != "console" && c.logFormat != "json" {
+		bad = append(bad, fmt.Sprintf("--log-format must be console or json, not %q", c.logFormat))
+	}
+	if _, err := zerolog.ParseLevel(c.logLevel); err != nil {
+		bad = append(bad, fmt.Sprintf("--log-level: unknown level %q", c.logLevel))
+	}
+	if len(bad) > 0 {
+		fmt.Fprintf(stderr, "cgfreeze: %s (see cgfreeze %s --help)\n", strings.Join(bad, "; "), cmd)
+		return c, exitUsage, false
+	}
+	return c, exitOK, true
+}
+
+var commandHelp = map[string]string{
+	"freeze": `Freeze the target's cgroup, confirm it, and hold it frozen until SIGINT,
+SIGTERM or SIGHUP (or --duration); then thaw it, put every process back in the
+cgroup it came from, remove what cgfreeze created and exit 0.
+`,
+	"thaw": `Undo a freeze that a cgfreeze left on the target (its holder died): thaw it,
+move processes back from the cgfreeze child cgroup and remove it. Nothing to do
+is success. A freeze by another tool, or one a running cgfreeze holds, is left
+alone.
+`,
+	"status": `Show the target's cgroup, the cgroup version, how cgfreeze would freeze it,
+its freezer state and who froze it. Changes nothing.
+`,
+}
+
+func newLogger(c config, stderr io.Writer) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(c.logLevel)
+	var w io.Writer = stderr
+	if c.logFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: "15:04:05.000"}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
+	c, code, ok := parseFlags(cmd, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	log := newLogger(c, stderr)
+	ev := &emitter{out: stdout, json: c.output == "json"}
+
+	// Signals are caught before anything changes, so that a signal during
+	// the freeze rolls it back instead of killing cgfreeze half-way.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion})
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	defer target.Close()
+	log.Debug().Int("pid", c.pid).Str("cgroup", target.Path).Int("version", target.Version).
+		Str("strategy", string(target.Strategy)).Bool("entered_namespace", target.EnteredNamespace).Msg("target resolved")
+
+	switch cmd {
+	case "status":
+		return status(ev, log, target)
+	case "thaw":
+		return recoverTarget(c, ev, log, target)
+	}
+	return freezeAndHold(c, ev, log, target, sigs)
+}
+
+func base(t *freezer.Target) event {
+	return event{PID: t.PID, Cgroup: t.Path, Version: t.Version, Strategy: string(t.Strategy)}
+}
+
+func status(ev *emitter, log zerolog.Logger, t *freezer.Target) int {
+	st, err := freezer.Inspect(t)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	e := base(t)
+	e.Event, e.State, e.FrozenBy, e.Holder = "status", st.State, st.FrozenBy, st.Holder
+	e.Processes = &st.Processes
+	e.Namespace = "own"
+	if t.EnteredNamespace {
+		e.Namespace = "target"
+	}
+	ev.emit(e)
+	return exitOK
+}
+
+func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	start := time.Now()
+	rec, err := freezer.Recover(ctx, t)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	e := base(t)
+	e.Event, e.State = "recovered", "thawed"
+	e.ElapsedMS = ms(time.Since(start))
+	if rec.Recovered {
+		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
+		log.Info().Int("holder", rec.Holder).Msg("undid a freeze that a cgfreeze left behind")
+	} else {
+		e.Event = "nothing_to_thaw"
+	}
+	ev.emit(e)
+	return exitOK
+}
+
+func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	stopWatch := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Warn().Str("signal", s.String()).Msg("signal during the freeze: rolling back")
+			cancel()
+		case <-stopWatch:
+		}
+	}()
+	start := time.Now()
+	frozen, err := freezer.Freeze(ctx, t)
+	close(stopWatch)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	frozenAt := time.Now()
+	e := base(t)
+	e.Event, e.Processes, e.ElapsedMS = "frozen", &frozen.Processes, ms(frozenAt.Sub(start))
+	ev.emit(e)
+
+	var timer <-chan time.Time
+	if c.duration > 0 {
+		tm := time.NewTimer(c.duration)
+		defer tm.Stop()
+		timer = tm.C
+	}
+	// Holding costs nothing: the goroutine sleeps until a signal or the timer.
+	e = base(t)
+	e.Event, e.Processes = "thawed", &frozen.Processes
+	select {
+	case s := <-sigs:
+		e.Reason, e.Signal = "signal", s.String()
+	case <-timer:
+		e.Reason = "duration"
+	}
+	log.Debug().Str("reason", e.Reason).Msg("thawing")
+	// Further signals stay caught (sigs is still registered) and are
+	// ignored: a thaw is never cut short.
+	thawCtx, thawCancel := context.WithTimeout(context.Background(), c.timeout)
+	defer thawCancel()
+	thawStart := time.Now()
+	if err := frozen.Thaw(thawCtx); err != nil {
+		return fail(ev, log, err)
+	}
+	e.ElapsedMS, e.HeldMS = ms(time.Since(thawStart)), ms(thawStart.Sub(frozenAt))
+	ev.emit(e)
+	return exitOK
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// exitCodes maps the freezer's errors to exit codes, most specific first.
+var exitCodes = []struct {
+	err  error
+	code int
+	hint string
+}{
+	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+	{freezer.ErrTargetNotFound, exitNoTarget, ""},
+	{freezer.ErrUnsafeTarget, exitUnsafeTarget, ""},
+	{freezer.ErrReadOnly, exitReadOnly, "run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)"},
+	{freezer.ErrNotPrivileged, exitNotPrivileged, "run privileged: kubectl debug --profile=sysadmin, docker run --privileged, or as root on the node"},
+	{freezer.ErrNoFreezer, exitNoFreezer, ""},
+	{freezer.ErrAlreadyFrozen, exitAlreadyFrozen, ""},
+	{freezer.ErrFreezeFailed, exitFreezeFailed, "the freeze was rolled back; the target runs as before"},
+}
+
+func fail(ev *emitter, log zerolog.Logger, err error) int {
+	code, msg := exitError, err.Error()
+	for _, m := range exitCodes {
+		if errors.Is(err, m.err) {
+			code = m.code
+			if m.hint != "" {
+				msg += ": " + m.hint
+			}
+			break
+		}
+	}
+	log.Error().Int("exit_code", code).Msg(msg)
+	ev.emit(event{Event: "error", Error: msg, ExitCode: &code})
+	return code
+}
+
+// event is one line on stdout; docs/usage.md documents every field.
+type event struct {
+	Event     string  `json:"event"`
+	PID       int     `json:"pid,omitempty"`
+	Cgroup    string  `json:"cgroup,omitempty"`
+	Version   int     `json:"version,omitempty"`
+	Strategy  string  `json:"strategy,omitempty"`
+	Processes *int    `json:"processes,omitempty"`
+	ElapsedMS float64 `json:"elapsed_ms,omitempty"`
+	Reason    string  `json:"reason,omitempty"`
+	Signal    string  `json:"signal,omitempty"`
+	HeldMS    float64 `json:"held_ms,omitempty"`
+	State     string  `json:"state,omitempty"`
+	FrozenBy  string  `json:"frozen_by,omitempty"`
+	Holder    int     `json:"holder,omitempty"`
+	Namespace string  `json:"namespace,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	ExitCode  *int    `json:"exit_code,omitempty"`
+}
+
+type emitter struct {
+	out  io.Writer
+	json bool
+}
+
+func (em *emitter) emit(e event) {
+	if em.json {
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(em.out, "%s\n", b)
+		return
+	}
+	if e.Event == "error" {
+		return // the log on stderr says it
+	}
+	fields := map[string]string{}
+	add := func(k, v string) {
+		if v != "" {
+			fields[k] = v
+		}
+	}
+	add("pid", fmt.Sprint(e.PID))
+	add("cgroup", e.Cgroup)
+	add("version", fmt.Sprint(e.Version))
+	add("strategy", e.Strategy)
+	if e.Processes != nil {
+		add("processes", fmt.Sprint(*e.Processes))
+	}
+	if e.ElapsedMS > 0 {
+		add("elapsed", fmt.Sprintf("%.1fms", e.ElapsedMS))
+	}
+	add("reason", e.Reason)
+	add("signal", e.Signal)
+	if e.HeldMS > 0 {
+		add("held", (time.Duration(e.HeldMS*1e6) * time.Nanosecond).Round(time.Millisecond).String())
+	}
+	add("state", e.State)
+	add("frozen_by", e.FrozenBy)
+	if e.Holder != 0 {
+		add("holder", fmt.Sprint(e.Holder))
+	}
+	add("namespace", e.Namespace)
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(e.Event)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, fields[k])
+	}
+	fmt.Fprintln(em.out, b.String())
+}

@@ -1,0 +1,254 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spec says which cgroup hierarchy to mount.
+type Spec struct {
+	// Version is 1 or 2.
+	Version int
+	// Controllers is, for v1, the exact set of controllers co-mounted in the
+	// hierarchy (the kernel refuses a subset), e.g. {"freezer"} or
+	// {"cpu", "cpuacct"}; a named hierarchy is given as "name=<name>".
+	Controllers []string
+	// Options is, for v2, the superblock options to mount with. Mounting
+	// cgroup2 from the initial cgroup namespace applies its options to the
+	// whole hierarchy, so a caller there passes the options already in force
+	// (see SuperOptions) or it would switch off, say, nsdelegate for the host.
+	Options []string
+}
+
+// ErrNotPrivileged reports that the cgroup filesystem could not be mounted or
+// a namespace could not be entered for lack of privilege.
+var ErrNotPrivileged = errors.New("not privileged")
+
+// FS is a private mount of one cgroup hierarchy, used through Do from one OS
+// thread.
+type FS struct {
+	spec  Spec
+	calls chan call
+	done  chan struct{}
+}
+
+type call struct {
+	fn     func(*Root) error
+	result chan error
+}
+
+// Options says where a mount is made.
+type Options struct {
+	// CgroupNamespace is the path of a cgroup namespace file
+	// (/proc/<pid>/ns/cgroup) to enter before mounting; empty stays in the
+	// caller's. The mount is rooted at the root of that namespace.
+	CgroupNamespace string
+}
+
+// Open mounts the hierarchy described by spec on a fresh OS thread, in the
+// cgroup namespace opts names, and keeps that thread for Do until Close.
+func Open(spec Spec, opts Options) (*FS, error) {
+	fs := &FS{spec: spec, calls: make(chan call), done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go fs.serve(opts, ready)
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return fs, nil
+}
+
+// serve runs on its own goroutine, locked to its OS thread for its whole
+// life. It never unlocks: the thread may have left the process's namespaces,
+// so it must not run other goroutines again, and the Go runtime ends a thread
+// whose goroutine exits while locked.
+func (fs *FS) serve(opts Options, ready chan<- error) {
+	runtime.LockOSThread()
+	defer close(fs.done)
+
+	if opts.CgroupNamespace != "" {
+		if err := enterCgroupNamespace(opts.CgroupNamespace); err != nil {
+			ready <- err
+			return
+		}
+	}
+	rootFD, err := mountHierarchy(fs.spec)
+	if err != nil {
+		ready <- err
+		return
+	}
+	root := &Root{fd: rootFD}
+	defer unix.Close(rootFD)
+	ready <- nil
+	for c := range fs.calls {
+		c.result <- c.fn(root)
+	}
+}
+
+// Do runs fn on the mount's thread and returns its error. fn must not start
+// goroutines that touch the cgroup filesystem, must not call
+// runtime.LockOSThread or UnlockOSThread, must not change namespaces, and
+// must not keep root after it returns: the thread is what gives root its
+// cgroup namespace. Files fn opens must be closed before it returns.
+func (fs *FS) Do(fn func(root *Root) error) error {
+	c := call{fn: fn, result: make(chan error, 1)}
+	select {
+	case fs.calls <- c:
+	case <-fs.done:
+		return errors.New("mount is closed")
+	}
+	return <-c.result
+}
+
+// Close releases the mount and ends its thread. The mount vanishes with the
+// last file descriptor that refers to it.
+func (fs *FS) Close() error {
+	close(fs.calls)
+	<-fs.done
+	return nil
+}
+
+func enterCgroupNamespace(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open cgroup namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWCGROUP); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("enter cgroup namespace %s: %w (%w)", path, ErrNotPrivileged, err)
+		}
+		return fmt.Errorf("enter cgroup namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+func fsType(spec Spec) string {
+	if spec.Version == 1 {
+		return "cgroup"
+	}
+	return "cgroup2"
+}
+
+func (s Spec) String() string {
+	opts := s.Options
+	if s.Version == 1 {
+		opts = s.Controllers
+	}
+	return fsType(s) + " (" + strings.Join(opts, ",") + ")"
+}
+
+// mountHierarchy returns a file descriptor of the root of a new, detached
+// mount of the hierarchy.
+func mountHierarchy(spec Spec) (int, error) {
+	fd, err := fsmountHierarchy(spec)
+	if errors.Is(err, unix.ENOSYS) {
+		fd, err = legacyMountHierarchy(spec)
+	}
+	if err == nil {
+		return fd, nil
+	}
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return -1, fmt.Errorf("mount %s: %w (%w)", spec, ErrNotPrivileged, err)
+	}
+	return -1, fmt.Errorf("mount %s: %w", spec, err)
+}
+
+func fsmountHierarchy(spec Spec) (int, error) {
+	fsfd, err := unix.Fsopen(fsType(spec), unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(fsfd)
+	set := func(opt string) error {
+		if name, value, ok := strings.Cut(opt, "="); ok {
+			return unix.FsconfigSetString(fsfd, name, value)
+		}
+		return unix.FsconfigSetFlag(fsfd, opt)
+	}
+	opts := spec.Options
+	if spec.Version == 1 {
+		opts = spec.Controllers
+	}
+	for _, opt := range opts {
+		if err := set(opt); err != nil {
+			return -1, fmt.Errorf("option %q: %w%s", opt, err, fsLog(fsfd))
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, fmt.Errorf("%w%s", err, fsLog(fsfd))
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return -1, err
+	}
+	return mfd, nil
+}
+
+// fsLog reads the messages the kernel left on an fs_context, which say far
+// more than the errno (for example which controller is busy elsewhere).
+func fsLog(fsfd int) string {
+	var msgs []string
+	buf := make([]byte, 1024)
+	for range 8 {
+		n, err := unix.Read(fsfd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return " (kernel: " + strings.Join(msgs, "; ") + ")"
+}
+
+// legacyMountHierarchy mounts with mount(2) in a mount namespace of this
+// thread's own, opens the root and detaches the mount at once: the open file
+// keeps it alive and nothing is left attached anywhere.
+func legacyMountHierarchy(spec Spec) (int, error) {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return -1, fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return -1, fmt.Errorf("make mounts private: %w", err)
+	}
+	// /proc exists in every container image; the mount over it lives in
+	// this thread's namespace only and is detached below.
+	const target = "/proc"
+	data := strings.Join(spec.Options, ",")
+	if spec.Version == 1 {
+		data = strings.Join(spec.Controllers, ",")
+	}
+	if err := unix.Mount("cgfreeze", target, fsType(spec), unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, data); err != nil {
+		return -1, err
+	}
+	fd, err := unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if uerr := unix.Unmount(target, unix.MNT_DETACH); uerr != nil && err == nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("detach: %w", uerr)
+	}
+	if err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// ReadOnly tells whether a mount's file system refuses writes.
+func (r *Root) ReadOnly() (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(r.fd, &st); err != nil {
+		return false, err
+	}
+	return st.Flags&unix.ST_RDONLY != 0, nil
+}
+
+// procSelfFD is how a path-only API (inotify) reaches a file that is only
+// reachable through a descriptor of a detached mount.
+func procSelfFD(f *os.File) string {
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+}
