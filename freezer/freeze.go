@@ -454,11 +454,16 @@ func migrate(ctx context.Context, root *mount.Root, src, dst string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%d processes still in %s: %w", len(pids), src, ctx.Err())
 		}
-		moved := 0
+		moved, hidden := 0, 0
 		seen := make(map[int]bool, len(pids))
 		for _, pid := range pids {
-			// PID 0 would move cgfreeze itself.
-			if pid == 0 || seen[pid] {
+			// The kernel lists a process outside the reader's PID
+			// namespace as 0, and writing 0 would move cgfreeze itself.
+			if pid == 0 {
+				hidden++
+				continue
+			}
+			if seen[pid] {
 				continue
 			}
 			seen[pid] = true
@@ -469,6 +474,9 @@ func migrate(ctx context.Context, root *mount.Root, src, dst string) error {
 			if ok {
 				moved++
 			}
+		}
+		if hidden == len(pids) {
+			return fmt.Errorf("%d processes in %s are outside cgfreeze's PID namespace (cgroup.procs lists them as 0) and cannot be moved: run cgfreeze in the target's PID namespace (kubectl debug --target, or --proc of that namespace)", hidden, src)
 		}
 		if moved == 0 {
 			// Only exiting processes are left; let them go.

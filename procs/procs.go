@@ -111,9 +111,14 @@ func ParsePIDs(r io.Reader) ([]int, error) {
 // paths are cgroup paths as /proc/<pid>/cgroup prints them, read in the same
 // cgroup namespace.
 func IsAncestor(a, b string) bool {
+	// Clean would turn "/../x" into "/x": a path outside the namespace
+	// is below no path inside it.
+	if Outside(a) || Outside(b) {
+		return false
+	}
 	a, b = filepath.Clean(a), filepath.Clean(b)
 	if a == "/" {
-		return !strings.HasPrefix(b, "/..")
+		return true
 	}
 	return a == b || strings.HasPrefix(b, a+"/")
 }
