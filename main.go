@@ -120,6 +120,7 @@ type config struct {
 	logFormat string
 	procRoot  string
 	sysCgroup string
+	cgMount   string
 }
 
 func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, int, bool) {
@@ -140,6 +141,7 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.StringVar(&c.logFormat, "log-format", "console", "log format on stderr: console or json")
 	fs.StringVar(&c.procRoot, "proc", "/proc", "the proc filesystem of the target's PID namespace")
 	fs.StringVar(&c.sysCgroup, "sys-cgroup", "/sys/fs/cgroup", "where detection looks for the mounted cgroup filesystem")
+	fs.StringVar(&c.cgMount, "cgroup-mount", "", "use the hierarchy mounted here instead of a private mount (where mounting is not allowed)")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "Usage: cgfreeze %s [flags]\n\n%s\nFlags:\n%s", cmd, commandHelp[cmd], fs.FlagUsages())
 	}
@@ -198,6 +200,7 @@ its freezer state and who froze it. Changes nothing.
 
 func newLogger(c config, stderr io.Writer) zerolog.Logger {
 	level, _ := zerolog.ParseLevel(c.logLevel)
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	var w io.Writer = stderr
 	if c.logFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: "15:04:05.000"}
@@ -219,7 +222,7 @@ func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion})
+	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount})
 	if err != nil {
 		return fail(ev, log, err)
 	}

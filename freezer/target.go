@@ -44,6 +44,11 @@ type Options struct {
 	SysCgroup string
 	// Version forces cgroup v1 or v2; 0 detects.
 	Version int
+	// CgroupMount, when set, is where the target's hierarchy is mounted
+	// already (the v1 freezer hierarchy's root, or cgroup2's), showing the
+	// root of the caller's cgroup namespace. It is used instead of a
+	// private mount, for hosts where cgfreeze may not mount.
+	CgroupMount string
 }
 
 // Target is a resolved target: a private mount of its cgroup hierarchy, on a
@@ -107,7 +112,10 @@ func Resolve(opts Options) (*Target, error) {
 	// from inside its own namespace, where it is the root.
 	enter := procs.Outside(cgPath) && targetNS != ownNS
 	viewNS := ownNS
-	mopts := mount.Options{}
+	mopts := mount.Options{Existing: opts.CgroupMount}
+	if enter && opts.CgroupMount != "" {
+		return nil, fmt.Errorf("%w: the target's cgroup %s is outside cgfreeze's cgroup namespace, so %s cannot show it; drop --cgroup-mount", ErrUnsafeTarget, cgPath, opts.CgroupMount)
+	}
 	if enter {
 		viewNS = targetNS
 		mopts.CgroupNamespace = filepath.Join(opts.ProcRoot, strconv.Itoa(opts.PID), "ns", "cgroup")

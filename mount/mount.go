@@ -48,6 +48,11 @@ type Options struct {
 	// (/proc/<pid>/ns/cgroup) to enter before mounting; empty stays in the
 	// caller's. The mount is rooted at the root of that namespace.
 	CgroupNamespace string
+	// Existing, when set, is a directory where the hierarchy is mounted
+	// already (the root of a v1 hierarchy, or of cgroup2). It is used as it
+	// is, read-only or not, instead of a mount of cgfreeze's own: for hosts
+	// where mounting is not allowed but the cgroup filesystem is visible.
+	Existing string
 }
 
 // Open mounts the hierarchy described by spec on a fresh OS thread, in the
@@ -76,7 +81,13 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 			return
 		}
 	}
-	rootFD, err := mountHierarchy(fs.spec)
+	var rootFD int
+	var err error
+	if opts.Existing != "" {
+		rootFD, err = openExisting(fs.spec, opts.Existing)
+	} else {
+		rootFD, err = mountHierarchy(fs.spec)
+	}
 	if err != nil {
 		ready <- err
 		return
@@ -140,6 +151,29 @@ func (s Spec) String() string {
 		opts = s.Controllers
 	}
 	return fsType(s) + " (" + strings.Join(opts, ",") + ")"
+}
+
+// openExisting opens the root of a hierarchy that is mounted already, after
+// checking that it is one of the version wanted.
+func openExisting(spec Spec, dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open cgroup mount %s: %w", dir, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	want := int64(unix.CGROUP2_SUPER_MAGIC)
+	if spec.Version == 1 {
+		want = unix.CGROUP_SUPER_MAGIC
+	}
+	if int64(st.Type) != want {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is not the root of a %s mount", dir, fsType(spec))
+	}
+	return fd, nil
 }
 
 // mountHierarchy returns a file descriptor of the root of a new, detached

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Demo of cgfreeze's main job on this machine, the way `kubectl debug
+# --target=app --profile=sysadmin` runs it: a "container" (its own PID, mount
+# and cgroup namespaces, its own cgroup) runs a counter; an "ephemeral
+# container" (a sibling cgroup with its own cgroup namespace, sharing the
+# target's PID namespace) runs cgfreeze with no arguments, which freezes PID 1
+# for a few seconds and thaws it. The counter is sampled throughout.
+#
+# Needs root, Go, and util-linux (unshare, nsenter). Everything it creates is
+# named cgfreeze-demo-* and removed on exit, also on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "demo: run as root (it creates cgroups and namespaces)" >&2; exit 1; }
+for cmd in go unshare nsenter; do
+  command -v "$cmd" >/dev/null || { echo "demo: $cmd is missing (apt-get install util-linux; Go from go.dev)" >&2; exit 1; }
+done
+
+# The cgroup2 hierarchy: /sys/fs/cgroup on a pure-v2 host, .../unified on a hybrid one.
+cg2=""
+for d in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+  if [ "$(stat -f -c %T "$d" 2>/dev/null)" = cgroup2fs ]; then cg2=$d; break; fi
+done
+[ -n "$cg2" ] || { echo "demo: no cgroup2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/cgfreeze-demo-XXXXXX)
+base="$cg2/cgfreeze-demo-$$"
+cleanup() {
+  set +e
+  [ -n "${agent_pid:-}" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+  for cg in "$base/target" "$base/agent"; do
+    [ -d "$cg" ] || continue
+    echo 0 > "$cg/cgroup.freeze" 2>/dev/null
+    echo 1 > "$cg/cgroup.kill" 2>/dev/null
+  done
+  [ -n "${target_pid:-}" ] && wait "$target_pid" 2>/dev/null
+  sleep 0.2
+  for cg in "$base/target/cgfreeze" "$base/target" "$base/agent" "$base"; do
+    [ -d "$cg" ] && rmdir "$cg"
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "demo: building cgfreeze"
+CGO_ENABLED=0 go build -o "$work/cgfreeze" .
+
+mkdir -p "$base/target" "$base/agent"
+counter="$work/counter"
+echo 0 > "$counter"
+# The target "container": PID 1 of a new PID namespace moves itself into the
+# target cgroup, then enters a new cgroup namespace rooted there.
+unshare --pid --fork --mount --mount-proc sh -c "
+  echo 1 > $base/target/cgroup.procs
+  exec unshare --cgroup sh -c 'i=0; while :; do i=\$((i+1)); echo \$i > $counter.tmp; mv $counter.tmp $counter; sleep 0.05; done'
+" 2>/dev/null &
+target_pid=$!
+for _ in $(seq 50); do [ -s "$base/target/cgroup.procs" ] && break; sleep 0.05; done
+host_pid=$(head -n1 "$base/target/cgroup.procs")
+grep -q "NSpid:.*[[:space:]]1$" "/proc/$host_pid/status" || { echo "demo: target is not PID 1 of its namespace" >&2; exit 1; }
+echo "demo: target container: host PID $host_pid, cgroup ${base#$cg2}/target, counting 20 times a second"
+
+sample() {
+  local state=running
+  [ "$(cat "$base/target/cgroup.freeze")" = 1 ] && state=frozen
+  [ -d "$base/target/cgfreeze" ] && [ "$(sed -n 's/^frozen //p' "$base/target/cgfreeze/cgroup.events" 2>/dev/null)" = 1 ] && state=frozen
+  printf 'demo: t=%4.1fs counter=%-4s target %s\n' "$(awk "BEGIN{print $(date +%s.%N) - $start}")" "$(cat "$counter")" "$state"
+}
+start=$(date +%s.%N)
+for _ in 1 2; do sleep 0.5; sample; done
+
+# The "ephemeral container": its own cgroup (and cgroup namespace), the
+# target's PID namespace, its own /proc and a cgroup2 /sys/fs/cgroup, as
+# kubelet gives one. cgfreeze runs with no target flags: PID 1 is the target.
+echo "demo: starting cgfreeze --duration 3s in the agent container"
+sh -c "
+  echo \$\$ > $base/agent/cgroup.procs
+  exec nsenter --target $host_pid --pid -- unshare --cgroup --mount --propagation private sh -c '
+    mount -t proc proc /proc && mount -t cgroup2 none /sys/fs/cgroup &&
+    exec $work/cgfreeze --duration 3s'
+" > "$work/events" 2> "$work/log" &
+agent_pid=$!
+for _ in $(seq 9); do sleep 0.5; sample; done
+wait "$agent_pid"; rc=$?; agent_pid=""
+echo "demo: cgfreeze exited $rc; its events:"
+sed 's/^/  /' "$work/events"
+[ -s "$work/log" ] && sed 's/^/  log: /' "$work/log"
+echo "demo: processes of the target are back in ${base#$cg2}/target: $(tr '\n' ' ' < "$base/target/cgroup.procs")"
+exit "$rc"

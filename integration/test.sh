@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what the tests need
+# on a fresh Debian machine, then runs the unit tests with the race detector
+# and the privileged integration suite against real cgroups. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test: the integration suite needs root (real cgroups and namespaces): run it with sudo" >&2
+  exit 1
+fi
+need=()
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v runc >/dev/null || need+=(runc)
+command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "test: unit tests (race detector)"
+go test -race -count=1 ./procs/... ./mount/... ./freezer/... .
+echo "test: integration tests (real cgroups, as root)"
+go test -count=1 -timeout 20m ./integration/...
