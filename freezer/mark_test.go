@@ -1,0 +1,166 @@
+package freezer
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func TestMarkJSON(t *testing.T) {
+	since := time.Date(2024, 1, 2, 3, 4, 5, 600000000, time.UTC)
+	for _, tt := range []struct {
+		name string
+		m    mark
+		want string
+	}{
+		{
+			name: "subtree with children",
+			m:    mark{Holder: 4242, PIDNS: 4026532452, Start: 987654, Strategy: StrategySubtree, Since: since, Children: []string{"a", "b/c"}},
+			want: `{"holder":4242,"pidns":4026532452,"start":987654,"strategy":"subtree","since":"2024-01-02T03:04:05.6Z","children":["a","b/c"]}`,
+		},
+		{
+			name: "freezer without children",
+			m:    mark{Holder: 1, PIDNS: 4026531836, Start: 12, Strategy: StrategyFreezer, Since: since},
+			want: `{"holder":1,"pidns":4026531836,"start":12,"strategy":"freezer","since":"2024-01-02T03:04:05.6Z"}`,
+		},
+		{
+			name: "direct, empty children omitted",
+			m:    mark{Holder: 7, PIDNS: 5, Start: 6, Strategy: StrategyDirect, Since: since, Children: []string{}},
+			want: `{"holder":7,"pidns":5,"start":6,"strategy":"direct","since":"2024-01-02T03:04:05.6Z"}`,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Errorf("json.Marshal(mark) =\n  %s\nwant\n  %s", b, tt.want)
+			}
+			// A mark written by one cgfreeze is read back by another.
+			var back mark
+			if err := json.Unmarshal([]byte(tt.want), &back); err != nil {
+				t.Fatalf("json.Unmarshal(%s): %v", tt.want, err)
+			}
+			if !back.Since.Equal(tt.m.Since) {
+				t.Errorf("round trip: Since = %v, want %v", back.Since, tt.m.Since)
+			}
+			back.Since, tt.m.Since = time.Time{}, time.Time{}
+			if len(tt.m.Children) == 0 {
+				tt.m.Children = nil
+			}
+			if !reflect.DeepEqual(back, tt.m) {
+				t.Errorf("round trip = %#v, want %#v", back, tt.m)
+			}
+		})
+	}
+}
+
+func TestMarkJSONFromOtherVersions(t *testing.T) {
+	// Unknown fields (a newer cgfreeze) are ignored; missing ones are zero.
+	in := `{"holder":9,"pidns":10,"start":11,"strategy":"subtree","since":"2024-01-02T03:04:05Z","children":["x"],"future":true}`
+	var m mark
+	if err := json.Unmarshal([]byte(in), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := mark{Holder: 9, PIDNS: 10, Start: 11, Strategy: StrategySubtree, Since: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Children: []string{"x"}}
+	if !m.Since.Equal(want.Since) {
+		t.Errorf("Since = %v, want %v", m.Since, want.Since)
+	}
+	m.Since, want.Since = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(m, want) {
+		t.Errorf("json.Unmarshal(%s) = %#v, want %#v", in, m, want)
+	}
+}
+
+// writeProc writes a fake /proc/<pid> with a pid namespace link and a stat
+// whose start time is start.
+func writeProc(t *testing.T, root string, pid int, pidNS string, start uint64) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if pidNS != "" {
+		if err := os.Symlink(pidNS, filepath.Join(dir, "ns", "pid")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stat := strconv.Itoa(pid) + " (cg freeze) S 1 1 1 0 -1 4194560 10 0 0 0 1 1 0 0 20 0 1 0 " +
+		strconv.FormatUint(start, 10) + " 1000 10 18446744073709551615\n"
+	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewMark(t *testing.T) {
+	root := t.TempDir()
+	self := os.Getpid()
+	writeProc(t, root, self, "pid:[4026532452]", 123456)
+
+	before := time.Now()
+	m := newMark(root, StrategySubtree)
+	after := time.Now()
+
+	if m.Holder != self || m.PIDNS != 4026532452 || m.Start != 123456 || m.Strategy != StrategySubtree || m.Children != nil {
+		t.Errorf("newMark = %#v, want holder %d, pidns 4026532452, start 123456, strategy subtree, no children", m, self)
+	}
+	if m.Since.Before(before.Add(-time.Second)) || m.Since.After(after.Add(time.Second)) {
+		t.Errorf("newMark Since = %v, want between %v and %v", m.Since, before, after)
+	}
+	if m.Since.Location() != time.UTC {
+		t.Errorf("newMark Since is in %v, want UTC", m.Since.Location())
+	}
+}
+
+func TestNewMarkWithoutProc(t *testing.T) {
+	m := newMark(filepath.Join(t.TempDir(), "nonexistent"), StrategyFreezer)
+	if m.Holder != os.Getpid() || m.PIDNS != 0 || m.Start != 0 || m.Strategy != StrategyFreezer {
+		t.Errorf("newMark(no proc) = %#v, want holder %d with zero pidns and start", m, os.Getpid())
+	}
+	// Such a mark never counts as alive.
+	if m.alive(filepath.Join(t.TempDir(), "nonexistent")) {
+		t.Error("alive(mark without pidns) = true, want false")
+	}
+}
+
+func TestMarkAlive(t *testing.T) {
+	self := os.Getpid()
+	holder := 77
+	if holder == self {
+		holder = 78
+	}
+	const ns = "pid:[4026532452]"
+	const nsNum = 4026532452
+	for _, tt := range []struct {
+		name    string
+		selfNS  string // "" for no ns/pid link
+		holder  bool   // whether the holder is in the proc tree
+		start   uint64 // the holder's start time in the tree
+		m       mark
+		want    bool
+		comment string
+	}{
+		{"holder running", ns, true, 555, mark{Holder: holder, PIDNS: nsNum, Start: 555}, true, ""},
+		{"PID reused", ns, true, 556, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, "another process has the holder's PID"},
+		{"holder gone", ns, false, 0, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, ""},
+		{"other PID namespace", "pid:[4026531836]", true, 555, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, "the holder's PID means nothing here"},
+		{"own namespace unknown", "", true, 555, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, ""},
+		{"holder is the caller", ns, true, 555, mark{Holder: self, PIDNS: nsNum, Start: 999}, false, "a mark of our own PID is a predecessor's"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeProc(t, root, self, tt.selfNS, 999)
+			if tt.holder {
+				writeProc(t, root, holder, ns, tt.start)
+			}
+			if got := tt.m.alive(root); got != tt.want {
+				t.Errorf("alive(%#v) = %v, want %v %s", tt.m, got, tt.want, tt.comment)
+			}
+		})
+	}
+}

@@ -1,0 +1,158 @@
+package integration
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// cgroup is a cgroup the test made, in the v1 freezer hierarchy or in
+// cgroup2.
+type cgroup struct {
+	version int    // 1: v1 freezer; 2: cgroup2
+	dir     string // its directory here
+	rel     string // its path in the hierarchy, as /proc/PID/cgroup shows it in the initial cgroup namespace
+}
+
+func (c *cgroup) String() string { return c.dir }
+
+func (c *cgroup) file(name string) string { return filepath.Join(c.dir, name) }
+
+func (c *cgroup) read(name string) (string, error) {
+	b, err := os.ReadFile(c.file(name))
+	return strings.TrimSpace(string(b)), err
+}
+
+func (c *cgroup) write(name, value string) error {
+	return os.WriteFile(c.file(name), []byte(value), 0)
+}
+
+// frozen returns the "frozen" key of cgroup.events (v2): whether the
+// kernel has the cgroup frozen.
+func (c *cgroup) frozen() (string, error) {
+	s, err := c.read("cgroup.events")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == "frozen" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no frozen key in %q", c.file("cgroup.events"), s)
+}
+
+func (c *cgroup) procs() ([]int, error) {
+	s, err := c.read("cgroup.procs")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", c.file("cgroup.procs"), f, err)
+		}
+		pids = append(pids, n)
+	}
+	return pids, nil
+}
+
+func (c *cgroup) sub(name string) *cgroup {
+	return &cgroup{version: c.version, dir: filepath.Join(c.dir, name), rel: pathJoin(c.rel, name)}
+}
+
+func pathJoin(a, b string) string {
+	if a == "/" {
+		return "/" + b
+	}
+	return a + "/" + b
+}
+
+// walk returns c and every cgroup below it, parents before children.
+func (c *cgroup) walk() ([]*cgroup, error) {
+	out := []*cgroup{c}
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		below, err := c.sub(e.Name()).walk()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, below...)
+	}
+	return out, nil
+}
+
+// treeProcs lists every process in c and below, by cgroup.
+func (c *cgroup) treeProcs() (map[string][]int, error) {
+	all, err := c.walk()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]int{}
+	for _, cg := range all {
+		pids, err := cg.procs()
+		if err != nil {
+			return nil, err
+		}
+		slices.Sort(pids)
+		out[cg.rel] = pids
+	}
+	return out, nil
+}
+
+// newCgroup makes a top-level cgroup named cgfreeze-test-*.
+func (h *harness) newCgroup(version int) *cgroup {
+	h.t.Helper()
+	mnt := cg2Mount
+	if version == 1 {
+		if v1FreezerMount == "" {
+			h.t.Skip("this machine has no v1 freezer hierarchy")
+		}
+		mnt = v1FreezerMount
+	}
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	name := "cgfreeze-test-" + sanitize(h.t.Name()) + "-" + hex.EncodeToString(rnd[:])
+	cg := &cgroup{version: version, dir: filepath.Join(mnt, name), rel: "/" + name}
+	if err := os.Mkdir(cg.dir, 0o755); err != nil {
+		h.t.Fatalf("create cgroup: %v", err)
+	}
+	h.roots = append(h.roots, cg)
+	return cg
+}
+
+func sanitize(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 60 {
+		b = b[len(b)-60:]
+	}
+	return string(b)
+}
+
+// child makes a child cgroup; the cleanup of its top-level cgroup removes it.
+func (h *harness) child(c *cgroup, name string) *cgroup {
+	h.t.Helper()
+	cg := c.sub(name)
+	if err := os.Mkdir(cg.dir, 0o755); err != nil {
+		h.t.Fatalf("create cgroup: %v", err)
+	}
+	return cg
+}

@@ -1,0 +1,344 @@
+// Package integration runs the cgfreeze binary against real cgroups on this
+// machine: v1 freezer cgroups, cgroup v2 cgroups frozen directly, and the
+// `kubectl debug` layout (a target "container" with its own PID, mount and
+// cgroup namespaces, an agent in a sibling cgroup namespace, nsdelegate on).
+//
+// It needs root, util-linux (unshare, nsenter) and /bin/busybox
+// (busybox-static). Everything it creates is named cgfreeze-test-* and
+// removed when each test ends. cgfreeze is only ever pointed at processes the
+// tests started, with an explicit --pid, or at PID 1 of a PID namespace a test
+// made.
+//
+// Run it with `go test -count=1 -v ./integration/` as root (integration/test.sh
+// does it). Without root it fails, unless CGFREEZE_ALLOW_SKIP=1 (and CI is not
+// "true"), which skips it.
+package integration
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Set up by TestMain.
+var (
+	// binPath is the cgfreeze binary built for this run.
+	binPath string
+	// binInfo identifies binPath, to recognise cgfreeze processes through
+	// /proc/PID/exe from any mount namespace.
+	binInfo os.FileInfo
+	// cg2Mount is where this machine's cgroup2 hierarchy is mounted.
+	cg2Mount string
+	// cg2OrigOptions are its superblock options when the suite started;
+	// they are put back at the end if a test left them changed.
+	cg2OrigOptions []string
+	// v1FreezerMount is where the v1 freezer hierarchy's root is mounted,
+	// "" when this machine has none.
+	v1FreezerMount string
+	// pidMax is /proc/sys/kernel/pid_max: no process can have this PID.
+	pidMax int
+	// util-linux's tools, by absolute path: busybox sh would run its own
+	// applets of the same names, which lack options the tests need.
+	unsharePath, nsenterPath, mountPath string
+)
+
+const busybox = "/bin/busybox"
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		msg := "integration: the integration suite needs root (it creates cgroups, namespaces and mounts): run it with sudo"
+		if os.Getenv("CGFREEZE_ALLOW_SKIP") == "1" && os.Getenv("CI") != "true" {
+			fmt.Fprintln(os.Stderr, msg+"; skipped because CGFREEZE_ALLOW_SKIP=1")
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, msg+" (set CGFREEZE_ALLOW_SKIP=1 to skip it outside CI)")
+		return 1
+	}
+	if fi, err := os.Stat(busybox); err != nil || !fi.Mode().IsRegular() {
+		fmt.Fprintf(os.Stderr, "integration: %s is missing (%v): apt-get install busybox-static\n", busybox, err)
+		return 1
+	}
+	for tool, p := range map[string]*string{"unshare": &unsharePath, "nsenter": &nsenterPath, "mount": &mountPath} {
+		path, err := exec.LookPath(tool)
+		if err == nil {
+			path, err = filepath.Abs(path)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "integration: %s is missing (%v): apt-get install util-linux mount\n", tool, err)
+			return 1
+		}
+		*p = path
+	}
+	if err := discoverHost(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		return 1
+	}
+
+	warnStale()
+
+	dir, err := os.MkdirTemp("", "cgfreeze-integration-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if err := build(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		return 1
+	}
+
+	code := m.Run()
+
+	// A test that enabled nsdelegate restores the options itself; this is
+	// the safety net for one that failed half-way.
+	if now, err := cg2SuperOptions(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: cannot read the cgroup2 options at the end: %v\n", err)
+		code = 1
+	} else if !sameOptions(now, cg2OrigOptions) {
+		fmt.Fprintf(os.Stderr, "integration: the cgroup2 hierarchy's options are %q, not %q as before the suite: restoring them\n",
+			strings.Join(now, ","), strings.Join(cg2OrigOptions, ","))
+		if err := setCg2Options(cg2OrigOptions); err != nil {
+			fmt.Fprintf(os.Stderr, "integration: restoring the cgroup2 options failed: %v\n", err)
+		}
+		code = 1
+	}
+	return code
+}
+
+func build(dir string) error {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+		if root := os.Getenv("GOROOT"); root != "" {
+			goTool = filepath.Join(root, "bin", "go")
+		}
+	}
+	binPath = filepath.Join(dir, "cgfreeze")
+	cmd := exec.Command(goTool, "build", "-o", binPath, "github.com/cgfreeze/cgfreeze")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build of cgfreeze failed: %w\n%s", err, out)
+	}
+	binInfo, err = os.Stat(binPath)
+	return err
+}
+
+// mountEntry is one line of /proc/PID/mountinfo.
+type mountEntry struct {
+	root, mountPoint, fsType, source string
+	superOptions                     []string
+	line                             string
+}
+
+func readMountinfo(file string) ([]mountEntry, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var out []mountEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			return nil, fmt.Errorf("%s: malformed line %q", file, line)
+		}
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if len(a) < 6 || len(b) < 3 {
+			return nil, fmt.Errorf("%s: malformed line %q", file, line)
+		}
+		out = append(out, mountEntry{
+			root: unescapeMount(a[3]), mountPoint: unescapeMount(a[4]),
+			fsType: b[0], source: b[1], superOptions: strings.Split(b[2], ","), line: line,
+		})
+	}
+	return out, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// discoverHost finds the cgroup2 mount and the v1 freezer mount.
+func discoverHost() error {
+	mounts, err := readMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var cg2 []mountEntry
+	for _, me := range mounts {
+		switch me.fsType {
+		case "cgroup2":
+			if me.root == "/" {
+				cg2 = append(cg2, me)
+			}
+		case "cgroup":
+			if me.root == "/" && slices.Contains(me.superOptions, "freezer") && v1FreezerMount == "" {
+				v1FreezerMount = me.mountPoint
+			}
+		}
+	}
+	if len(cg2) == 0 {
+		return errors.New("no cgroup2 hierarchy is mounted (fstype cgroup2 in /proc/self/mountinfo); the suite needs one")
+	}
+	cg2Mount = cg2[0].mountPoint
+	for _, me := range cg2 {
+		if me.mountPoint == "/sys/fs/cgroup" || me.mountPoint == "/sys/fs/cgroup/unified" {
+			cg2Mount = me.mountPoint
+			break
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cg2Mount, "cgroup.procs")); err != nil {
+		return fmt.Errorf("cgroup2 mount %s: %w", cg2Mount, err)
+	}
+	if cg2OrigOptions, err = cg2SuperOptions(); err != nil {
+		return err
+	}
+	ns, err := os.Readlink("/proc/self/ns/cgroup")
+	if err != nil {
+		return err
+	}
+	if ns != "cgroup:[4026531835]" {
+		return fmt.Errorf("the suite runs in cgroup namespace %s, not the initial one: it needs the host's cgroup view", ns)
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return err
+	}
+	if pidMax, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cg2SuperOptions returns the cgroup2 hierarchy's superblock options now,
+// as the mount at cg2Mount shows them.
+func cg2SuperOptions() ([]string, error) {
+	mounts, err := readMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	for _, me := range mounts {
+		if me.fsType == "cgroup2" && me.mountPoint == cg2Mount {
+			return me.superOptions, nil
+		}
+	}
+	return nil, fmt.Errorf("no cgroup2 mount at %s in /proc/self/mountinfo", cg2Mount)
+}
+
+func sameOptions(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// setCg2Options applies superblock options to the whole cgroup2 hierarchy.
+// A cgroup2 mount made from the initial cgroup namespace applies its options
+// to the hierarchy (it clears nsdelegate when it lacks it, and the other way
+// around). The mount here is a detached one (fsopen): it is never attached
+// anywhere and goes away with the descriptor.
+func setCg2Options(opts []string) error {
+	fd, err := unix.Fsopen("cgroup2", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen cgroup2: %w", err)
+	}
+	defer func() { _ = unix.Close(fd) }()
+	for _, o := range opts {
+		switch o {
+		case "rw", "ro", "seclabel", "":
+			continue
+		}
+		if k, v, ok := strings.Cut(o, "="); ok {
+			err = unix.FsconfigSetString(fd, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fd, o)
+		}
+		if err != nil {
+			return fmt.Errorf("fsconfig cgroup2 %q: %w", o, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("fsconfig create cgroup2 (options %q): %w", opts, err)
+	}
+	now, err := cg2SuperOptions()
+	if err != nil {
+		return err
+	}
+	if !sameOptions(now, opts) {
+		return fmt.Errorf("the cgroup2 options read %q after setting %q", strings.Join(now, ","), strings.Join(opts, ","))
+	}
+	return nil
+}
+
+// enableNsdelegate switches nsdelegate on for the cgroup2 hierarchy for the
+// rest of the test, as systemd hosts have it, and restores the options
+// after the test.
+func enableNsdelegate(t *testing.T, h *harness) {
+	t.Helper()
+	before, err := cg2SuperOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(before, "nsdelegate") {
+		return
+	}
+	want := append(slices.Clone(before), "nsdelegate")
+	if err := setCg2Options(want); err != nil {
+		t.Fatalf("enable nsdelegate: %v", err)
+	}
+	h.cg2Options = want
+	t.Cleanup(func() {
+		if err := setCg2Options(before); err != nil {
+			t.Errorf("restore the cgroup2 options %q: %v", strings.Join(before, ","), err)
+		}
+	})
+}
+
+// warnStale reports cgroups that an earlier run left behind (a test binary
+// that was killed cannot clean up). They are not removed: another run may
+// be using them.
+func warnStale() {
+	for _, mnt := range []string{cg2Mount, v1FreezerMount} {
+		if mnt == "" {
+			continue
+		}
+		stale, _ := filepath.Glob(filepath.Join(mnt, "cgfreeze-test-*"))
+		for _, d := range stale {
+			fmt.Fprintf(os.Stderr, "integration: warning: %s is left from an earlier run (or another run is going on); remove it by hand: thaw, kill its processes, rmdir\n", d)
+		}
+	}
+}

@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/freezer"
+	"github.com/rs/zerolog"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// Every test below that gets past flag parsing passes --proc pointing at an
+// empty directory, so that a regression that lets it run on cannot reach a
+// real process or cgroup: the target is then "not found" (exit 3).
+
+func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpGolden(t *testing.T) {
+	for _, tt := range []struct {
+		golden string
+		args   []string
+	}{
+		{"help.golden", []string{"--help"}},
+		{"freeze-help.golden", []string{"freeze", "--help"}},
+		{"thaw-help.golden", []string{"thaw", "--help"}},
+		{"status-help.golden", []string{"status", "--help"}},
+	} {
+		t.Run(tt.golden, func(t *testing.T) {
+			code, out, errs := runCapture(t, tt.args...)
+			if code != exitOK {
+				t.Errorf("run(%q) = %d, want %d", tt.args, code, exitOK)
+			}
+			if errs != "" {
+				t.Errorf("run(%q) wrote to stderr: %q", tt.args, errs)
+			}
+			path := filepath.Join("testdata", tt.golden)
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run the tests with -update to create it)", err)
+			}
+			if out != string(want) {
+				t.Errorf("run(%q) stdout differs from %s (rerun with -update if the change is intended)\n--- got:\n%s\n--- want:\n%s", tt.args, path, out, want)
+			}
+		})
+	}
+}
+
+// TestHelpAliases checks that every way of asking for help prints the same
+// text as its golden form.
+func TestHelpAliases(t *testing.T) {
+	for _, tt := range []struct {
+		args, same []string
+	}{
+		{[]string{"-h"}, []string{"--help"}},
+		{[]string{"help"}, []string{"--help"}},
+		{[]string{"freeze", "-h"}, []string{"freeze", "--help"}},
+		{[]string{"thaw", "-h"}, []string{"thaw", "--help"}},
+		{[]string{"status", "-h"}, []string{"status", "--help"}},
+		// Flags first: the default command's help.
+		{[]string{"--pid", "5", "--help"}, []string{"freeze", "--help"}},
+		{[]string{"-o", "json", "-h"}, []string{"freeze", "--help"}},
+		// Help wins over flags that would fail validation.
+		{[]string{"status", "--pid", "0", "--help"}, []string{"status", "--help"}},
+	} {
+		code, out, errs := runCapture(t, tt.args...)
+		_, want, _ := runCapture(t, tt.same...)
+		if code != exitOK || out != want || errs != "" {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 0 and the output of %q", tt.args, code, out, errs, tt.same)
+		}
+	}
+}
+
+func TestHelpMentionsDocumentedFlags(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("docs", "usage.md"))
+	if err != nil {
+		t.Skipf("docs/usage.md: %v", err)
+	}
+	// "| `-p, --pid int` | ..." rows of the flag tables.
+	flagRow := regexp.MustCompile("(?m)^\\| `(?:-[a-z], )?(--[a-z-]+)")
+	var flags []string
+	for _, m := range flagRow.FindAllStringSubmatch(string(doc), -1) {
+		flags = append(flags, m[1])
+	}
+	if len(flags) < 10 {
+		t.Fatalf("found only %d flags in docs/usage.md: %q", len(flags), flags)
+	}
+	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}}
+	for _, cmd := range []string{"freeze", "thaw", "status"} {
+		_, help, _ := runCapture(t, cmd, "--help")
+		for _, f := range flags {
+			want := true
+			if cmds, ok := only[f]; ok {
+				want = false
+				for _, c := range cmds {
+					want = want || c == cmd
+				}
+			}
+			if got := strings.Contains(help, f+" "); got != want {
+				t.Errorf("cgfreeze %s --help mentions %s: %v, want %v", cmd, f, got, want)
+			}
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	proc := t.TempDir()
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string // a substring of stderr
+	}{
+		{"unknown command", []string{"frezee"}, `unknown command "frezee"`},
+		{"unknown command before flags", []string{"pause", "--pid", "5"}, `unknown command "pause"`},
+		{"unknown flag", []string{"--bogus", "--proc", proc}, "unknown flag: --bogus"},
+		{"unknown flag of a command", []string{"status", "--duration", "1s", "--proc", proc}, "unknown flag: --duration"},
+		{"timeout is not a status flag", []string{"status", "--timeout", "5s", "--proc", proc}, "unknown flag: --timeout"},
+		{"unknown shorthand", []string{"thaw", "-x", "--proc", proc}, "unknown shorthand flag: 'x'"},
+		{"flag without a value", []string{"freeze", "--proc", proc, "--pid"}, "flag needs an argument"},
+		{"non-numeric PID", []string{"--pid", "one", "--proc", proc}, "invalid argument"},
+		{"cgroup version 3", []string{"--cgroup-version", "3", "--proc", proc}, "--cgroup-version must be 1 or 2, not 3"},
+		{"negative cgroup version", []string{"status", "--cgroup-version", "-1", "--proc", proc}, "--cgroup-version must be 1 or 2, not -1"},
+		{"output yaml", []string{"--output", "yaml", "--proc", proc}, `--output must be text or json, not "yaml"`},
+		{"output yaml, short", []string{"status", "-o", "yaml", "--proc", proc}, `--output must be text or json, not "yaml"`},
+		{"pid 0", []string{"--pid", "0", "--proc", proc}, "--pid must be a positive PID, not 0"},
+		{"negative pid", []string{"thaw", "-p", "-4", "--proc", proc}, "--pid must be a positive PID, not -4"},
+		{"timeout 0", []string{"--timeout", "0", "--proc", proc}, "--timeout must be positive"},
+		{"thaw timeout 0", []string{"thaw", "--timeout", "0s", "--proc", proc}, "--timeout must be positive"},
+		{"negative timeout", []string{"freeze", "--timeout", "-1s", "--proc", proc}, "--timeout must be positive"},
+		{"negative duration", []string{"freeze", "-d", "-1s", "--proc", proc}, "--duration must not be negative"},
+		{"bad duration", []string{"freeze", "--duration", "5", "--proc", proc}, "invalid argument"},
+		{"log level", []string{"status", "--log-level", "loud", "--proc", proc}, `--log-level: unknown level "loud"`},
+		{"log format", []string{"status", "--log-format", "xml", "--proc", proc}, `--log-format must be console or json, not "xml"`},
+		{"stray argument", []string{"status", "extra", "--proc", proc}, `unexpected arguments ["extra"]`},
+		{"command after flags", []string{"--proc", proc, "status"}, `unexpected arguments ["status"]`},
+		{"version takes no flags", []string{"version", "--pid", "1"}, "unknown flag: --pid"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := runCapture(t, tt.args...)
+			if code != exitUsage {
+				t.Errorf("run(%q) = %d, want %d (stderr %q)", tt.args, code, exitUsage, errs)
+			}
+			if out != "" {
+				t.Errorf("run(%q) wrote to stdout: %q", tt.args, out)
+			}
+			if !strings.Contains(errs, tt.want) {
+				t.Errorf("run(%q) stderr %q, want it to contain %q", tt.args, errs, tt.want)
+			}
+			if !strings.HasPrefix(errs, "cgfreeze: ") {
+				t.Errorf("run(%q) stderr %q, want it to start with %q", tt.args, errs, "cgfreeze: ")
+			}
+		})
+	}
+}
+
+func TestUsageErrorsAreAllReported(t *testing.T) {
+	code, _, errs := runCapture(t, "freeze", "--pid", "0", "--output", "yaml", "--timeout", "0", "--proc", t.TempDir())
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+	want := `cgfreeze: --pid must be a positive PID, not 0; --timeout must be positive; --output must be text or json, not "yaml" (see cgfreeze freeze --help)` + "\n"
+	if errs != want {
+		t.Errorf("stderr\n  %q\nwant\n  %q", errs, want)
+	}
+}
+
+func TestUnknownCommandShowsUsage(t *testing.T) {
+	_, _, errs := runCapture(t, "frezee")
+	want := "cgfreeze: unknown command \"frezee\"\n\n" + usageHead
+	if errs != want {
+		t.Errorf("stderr\n%s\nwant\n%s", errs, want)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, errs := runCapture(t, "version")
+	if code != exitOK || errs != "" {
+		t.Errorf("run(version) = %d, stderr %q; want 0, nothing", code, errs)
+	}
+	if !strings.HasPrefix(out, "cgfreeze "+version) || !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
+		t.Errorf("run(version) stdout %q, want one line starting with %q", out, "cgfreeze "+version)
+	}
+	if want := "cgfreeze " + buildVersion() + "\n"; out != want {
+		t.Errorf("run(version) stdout %q, want %q", out, want)
+	}
+}
+
+func TestMissingTarget(t *testing.T) {
+	proc := t.TempDir() // a proc filesystem without processes
+	const missing = "target process not found: process 999999999 does not exist in "
+
+	t.Run("json", func(t *testing.T) {
+		for _, cmd := range []string{"status", "thaw", "freeze"} {
+			code, out, errs := runCapture(t, cmd, "--pid", "999999999", "-o", "json", "--proc", proc)
+			if code != exitNoTarget {
+				t.Errorf("%s: exit %d, want %d (stderr %q)", cmd, code, exitNoTarget, errs)
+			}
+			want := `{"event":"error","error":"` + missing + proc + ` (check --pid)","exit_code":3}` + "\n"
+			if out != want {
+				t.Errorf("%s: stdout\n  %q\nwant\n  %q", cmd, out, want)
+			}
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(out), &ev); err != nil {
+				t.Fatalf("%s: stdout is not one JSON object: %v", cmd, err)
+			}
+			if ev["event"] != "error" || ev["exit_code"] != float64(3) {
+				t.Errorf("%s: event %v, want event error with exit_code 3", cmd, ev)
+			}
+			if !strings.Contains(errs, missing) || !strings.Contains(errs, "exit_code=3") {
+				t.Errorf("%s: stderr %q, want the error logged with exit_code=3", cmd, errs)
+			}
+		}
+	})
+	t.Run("text", func(t *testing.T) {
+		code, out, errs := runCapture(t, "status", "-p", "999999999", "--proc", proc)
+		if code != exitNoTarget {
+			t.Errorf("exit %d, want %d", code, exitNoTarget)
+		}
+		if out != "" {
+			t.Errorf("stdout %q, want nothing: errors go to the log only in text mode", out)
+		}
+		if !strings.Contains(errs, " ERR "+missing+proc+" (check --pid) exit_code=3") {
+			t.Errorf("stderr %q, want the error in the console log", errs)
+		}
+	})
+	t.Run("json log", func(t *testing.T) {
+		code, out, errs := runCapture(t, "status", "--pid", "999999999", "--proc", proc, "--log-format", "json")
+		if code != exitNoTarget || out != "" {
+			t.Errorf("exit %d, stdout %q; want %d, nothing", code, out, exitNoTarget)
+		}
+		var line struct {
+			Level    string `json:"level"`
+			ExitCode int    `json:"exit_code"`
+			Message  string `json:"message"`
+			Time     string `json:"time"`
+		}
+		if err := json.Unmarshal([]byte(errs), &line); err != nil {
+			t.Fatalf("stderr %q is not one JSON log line: %v", errs, err)
+		}
+		if line.Level != "error" || line.ExitCode != 3 || line.Message != missing+proc+" (check --pid)" || line.Time == "" {
+			t.Errorf("log line %+v, want level error, exit_code 3 and the message", line)
+		}
+	})
+	t.Run("log disabled", func(t *testing.T) {
+		code, out, errs := runCapture(t, "status", "--pid", "999999999", "--proc", proc, "--log-level", "disabled")
+		if code != exitNoTarget || out != "" || errs != "" {
+			t.Errorf("exit %d, stdout %q, stderr %q; want %d and no output", code, out, errs, exitNoTarget)
+		}
+	})
+}
+
+func TestFailExitCodes(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		code int
+		msg  string
+	}{
+		{"unexpected", errors.New("boom"), exitError, "boom"},
+		{"not found", fmt.Errorf("%w: process 4 does not exist in /proc (check --pid)", freezer.ErrTargetNotFound), exitNoTarget,
+			"target process not found: process 4 does not exist in /proc (check --pid)"},
+		{"unsafe", fmt.Errorf("%w: cgroup / holds cgfreeze itself", freezer.ErrUnsafeTarget), exitUnsafeTarget,
+			"target refused: cgroup / holds cgfreeze itself"},
+		{"not privileged", fmt.Errorf("mount cgroup2 (): %w (operation not permitted)", freezer.ErrNotPrivileged), exitNotPrivileged,
+			"mount cgroup2 (): not privileged (operation not permitted): run privileged: kubectl debug --profile=sysadmin, docker run --privileged, or as root on the node"},
+		{"no freezer", fmt.Errorf("%w: / has no cgroup.freeze", freezer.ErrNoFreezer), exitNoFreezer,
+			"no cgroup freezer: / has no cgroup.freeze"},
+		{"read-only", fmt.Errorf("%w: the cgroup mount refuses writes", freezer.ErrReadOnly), exitReadOnly,
+			"read-only cgroup filesystem: the cgroup mount refuses writes: run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)"},
+		{"already frozen", fmt.Errorf("%w by runc pause", freezer.ErrAlreadyFrozen), exitAlreadyFrozen,
+			"target already frozen by runc pause"},
+		{"freeze failed", fmt.Errorf("%w: timed out", freezer.ErrFreezeFailed), exitFreezeFailed,
+			"freeze did not complete: timed out: the freeze was rolled back; the target runs as before"},
+		{"thaw failed", fmt.Errorf("%w: busy", freezer.ErrThawFailed), exitThawFailed,
+			"thaw did not complete: busy: the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+		// A freeze that failed and whose rollback failed too leaves the
+		// target frozen: the thaw failure decides.
+		{"rollback failed", fmt.Errorf("%w: timed out; the rollback failed too: %w", freezer.ErrFreezeFailed, freezer.ErrThawFailed), exitThawFailed,
+			"freeze did not complete: timed out; the rollback failed too: thaw did not complete: the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, logs bytes.Buffer
+			code := fail(&emitter{out: &out, json: true}, zerolog.New(&logs), tt.err)
+			if code != tt.code {
+				t.Errorf("fail(%v) = %d, want %d", tt.err, code, tt.code)
+			}
+			want := fmt.Sprintf(`{"event":"error","error":%q,"exit_code":%d}`+"\n", tt.msg, tt.code)
+			// encoding/json escapes no characters in these messages
+			// that %q would write differently.
+			if out.String() != want {
+				t.Errorf("fail(%v) event\n  %s\nwant\n  %s", tt.err, out.String(), want)
+			}
+			var line struct {
+				Level    string `json:"level"`
+				ExitCode int    `json:"exit_code"`
+				Message  string `json:"message"`
+			}
+			if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+				t.Fatalf("log %q: %v", logs.String(), err)
+			}
+			if line.Level != "error" || line.ExitCode != tt.code || line.Message != tt.msg {
+				t.Errorf("fail(%v) logged %+v, want level error, exit_code %d, message %q", tt.err, line, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+func intp(n int) *int { return &n }
+
+func TestEmitText(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		e    event
+		want string
+	}{
+		{
+			name: "frozen",
+			e:    event{Event: "frozen", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3), ElapsedMS: 4.1},
+			want: "frozen cgroup=/ elapsed=4.1ms pid=1 processes=3 strategy=subtree version=2\n",
+		},
+		{
+			name: "thawed by a signal",
+			e: event{Event: "thawed", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3),
+				ElapsedMS: 2.2, Reason: "signal", Signal: "interrupt", HeldMS: 10423.7},
+			want: "thawed cgroup=/ elapsed=2.2ms held=10.424s pid=1 processes=3 reason=signal signal=interrupt strategy=subtree version=2\n",
+		},
+		{
+			name: "thawed after the duration",
+			e: event{Event: "thawed", PID: 42, Cgroup: "/docker/abc", Version: 1, Strategy: "freezer", Processes: intp(1),
+				ElapsedMS: 0.04, Reason: "duration", HeldMS: 60000.2},
+			want: "thawed cgroup=/docker/abc elapsed=0.0ms held=1m0s pid=42 processes=1 reason=duration strategy=freezer version=1\n",
+		},
+		{
+			name: "status thawed, no processes",
+			e: event{Event: "status", PID: 7, Cgroup: "/kubepods/pod1/ctr", Version: 2, Strategy: "direct", Processes: intp(0),
+				State: "thawed", Namespace: "own"},
+			want: "status cgroup=/kubepods/pod1/ctr namespace=own pid=7 processes=0 state=thawed strategy=direct version=2\n",
+		},
+		{
+			name: "status frozen by cgfreeze",
+			e: event{Event: "status", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(5),
+				State: "frozen", FrozenBy: "cgfreeze", Holder: 4242, Namespace: "target"},
+			want: "status cgroup=/ frozen_by=cgfreeze holder=4242 namespace=target pid=1 processes=5 state=frozen strategy=subtree version=2\n",
+		},
+		{
+			name: "recovered",
+			e: event{Event: "recovered", PID: 1, Cgroup: "/", Version: 1, Strategy: "freezer", State: "thawed",
+				Holder: 99, ElapsedMS: 12.345},
+			want: "recovered cgroup=/ elapsed=12.3ms holder=99 pid=1 state=thawed strategy=freezer version=1\n",
+		},
+		{
+			name: "nothing to thaw",
+			e:    event{Event: "nothing_to_thaw", PID: 1, Cgroup: "/", Version: 2, Strategy: "direct", State: "thawed", ElapsedMS: 0.5},
+			want: "nothing_to_thaw cgroup=/ elapsed=0.5ms pid=1 state=thawed strategy=direct version=2\n",
+		},
+		{
+			name: "error is not printed in text mode",
+			e:    event{Event: "error", Error: "boom", ExitCode: intp(1)},
+			want: "",
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			(&emitter{out: &out}).emit(tt.e)
+			if out.String() != tt.want {
+				t.Errorf("emit(%+v) =\n  %q\nwant\n  %q", tt.e, out.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestEmitJSON(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		e    event
+		want string
+	}{
+		{
+			name: "frozen",
+			e:    event{Event: "frozen", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3), ElapsedMS: 4.1},
+			want: `{"event":"frozen","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"elapsed_ms":4.1}`,
+		},
+		{
+			name: "thawed",
+			e: event{Event: "thawed", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3),
+				ElapsedMS: 2.2, Reason: "signal", Signal: "interrupt", HeldMS: 10423.7},
+			want: `{"event":"thawed","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"elapsed_ms":2.2,"reason":"signal","signal":"interrupt","held_ms":10423.7}`,
+		},
+		{
+			name: "status with zero processes keeps the count",
+			e: event{Event: "status", PID: 7, Cgroup: "/x", Version: 1, Strategy: "freezer", Processes: intp(0),
+				State: "frozen", FrozenBy: "other", Namespace: "own"},
+			want: `{"event":"status","pid":7,"cgroup":"/x","version":1,"strategy":"freezer","processes":0,"state":"frozen","frozen_by":"other","namespace":"own"}`,
+		},
+		{
+			name: "error",
+			e:    event{Event: "error", Error: `target refused: cgroup "/" <root>`, ExitCode: intp(4)},
+			want: `{"event":"error","error":"target refused: cgroup \"/\" \u003croot\u003e","exit_code":4}`,
+		},
+		{
+			name: "exit code 0 is still printed",
+			e:    event{Event: "error", Error: "x", ExitCode: intp(0)},
+			want: `{"event":"error","error":"x","exit_code":0}`,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			(&emitter{out: &out, json: true}).emit(tt.e)
+			if out.String() != tt.want+"\n" {
+				t.Errorf("emit(%+v) =\n  %s\nwant\n  %s", tt.e, out.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestMS(t *testing.T) {
+	for _, tt := range []struct {
+		d    string
+		want float64
+	}{
+		{"0s", 0},
+		{"1ms", 1},
+		{"4.1ms", 4.1},
+		{"1500us", 1.5},
+		{"999ns", 0},
+		{"10.4237s", 10423.7},
+	} {
+		d, err := time.ParseDuration(tt.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ms(d); got != tt.want {
+			t.Errorf("ms(%s) = %v, want %v", tt.d, got, tt.want)
+		}
+	}
+}
