@@ -15,9 +15,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cgfreeze/cgfreeze/freezer"
 	"github.com/rs/zerolog"
@@ -43,6 +45,7 @@ const (
 )
 
 func main() {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -75,8 +78,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
 		fs.SetOutput(stderr)
+		fs.Usage = func() {
+			fmt.Fprint(stdout, "Usage: cgfreeze version\n\nPrint cgfreeze's version and the commit it was built from.\n")
+		}
 		if err := fs.Parse(args); err != nil {
-			return usageError(err, stdout, stderr)
+			return usageError(err, stderr)
+		}
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "cgfreeze: version takes no arguments, got %q (see cgfreeze version --help)\n", fs.Args())
+			return exitUsage
 		}
 		fmt.Fprintf(stdout, "cgfreeze %s\n", buildVersion())
 		return exitOK
@@ -88,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func usageError(err error, stdout, stderr io.Writer) int {
+func usageError(err error, stderr io.Writer) int {
 	if errors.Is(err, pflag.ErrHelp) {
 		return exitOK
 	}
@@ -133,8 +143,11 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	if cmd == "freeze" {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
 	}
-	if cmd != "status" {
-		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long a freeze or thaw may take to complete; a freeze that does not is rolled back")
+	switch cmd {
+	case "freeze":
+		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the freeze, and then the thaw, may each take to complete; a freeze that does not is rolled back")
+	case "thaw":
+		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the thaw may take to complete")
 	}
 	fs.StringVarP(&c.output, "output", "o", "text", "events on stdout: text or json (one JSON object per line)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error, disabled")
@@ -149,7 +162,7 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		if !errors.Is(err, pflag.ErrHelp) {
 			fs.SetOutput(stderr)
 		}
-		return c, usageError(err, stdout, stderr), false
+		return c, usageError(err, stderr), false
 	}
 	var bad []string
 	if fs.NArg() > 0 {
@@ -200,8 +213,7 @@ its freezer state and who froze it. Changes nothing.
 
 func newLogger(c config, stderr io.Writer) zerolog.Logger {
 	level, _ := zerolog.ParseLevel(c.logLevel)
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	var w io.Writer = stderr
+	w := stderr
 	if c.logFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: "15:04:05.000"}
 	}
@@ -226,7 +238,11 @@ func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(ev, log, err)
 	}
-	defer target.Close()
+	defer func() {
+		if err := target.Close(); err != nil {
+			log.Warn().Err(err).Msg("releasing the cgroup mount")
+		}
+	}()
 	log.Debug().Int("pid", c.pid).Str("cgroup", target.Path).Int("version", target.Version).
 		Str("strategy", string(target.Strategy)).Bool("entered_namespace", target.EnteredNamespace).Msg("target resolved")
 
@@ -400,7 +416,7 @@ func (em *emitter) emit(e event) {
 		return
 	}
 	if e.Event == "error" {
-		return // the log on stderr says it
+		return // a person reads the log on stderr, which says it once
 	}
 	fields := map[string]string{}
 	add := func(k, v string) {
@@ -408,20 +424,24 @@ func (em *emitter) emit(e event) {
 			fields[k] = v
 		}
 	}
-	add("pid", fmt.Sprint(e.PID))
+	if e.PID != 0 {
+		add("pid", fmt.Sprint(e.PID))
+	}
 	add("cgroup", e.Cgroup)
-	add("version", fmt.Sprint(e.Version))
+	if e.Version != 0 {
+		add("version", fmt.Sprint(e.Version))
+	}
 	add("strategy", e.Strategy)
 	if e.Processes != nil {
 		add("processes", fmt.Sprint(*e.Processes))
 	}
 	if e.ElapsedMS > 0 {
-		add("elapsed", fmt.Sprintf("%.1fms", e.ElapsedMS))
+		add("elapsed_ms", strconv.FormatFloat(e.ElapsedMS, 'f', -1, 64))
 	}
 	add("reason", e.Reason)
 	add("signal", e.Signal)
 	if e.HeldMS > 0 {
-		add("held", (time.Duration(e.HeldMS*1e6) * time.Nanosecond).Round(time.Millisecond).String())
+		add("held_ms", strconv.FormatFloat(e.HeldMS, 'f', -1, 64))
 	}
 	add("state", e.State)
 	add("frozen_by", e.FrozenBy)
@@ -437,7 +457,11 @@ func (em *emitter) emit(e event) {
 	var b strings.Builder
 	b.WriteString(e.Event)
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%s", k, fields[k])
+		v := fields[k]
+		if strings.ContainsAny(v, " \t\"=\\") || !utf8.ValidString(v) {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", k, v)
 	}
 	fmt.Fprintln(em.out, b.String())
 }

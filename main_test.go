@@ -157,6 +157,7 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"status", "extra", "--proc", proc}, `unexpected arguments ["extra"]`},
 		{"command after flags", []string{"--proc", proc, "status"}, `unexpected arguments ["status"]`},
 		{"version takes no flags", []string{"version", "--pid", "1"}, "unknown flag: --pid"},
+		{"version takes no arguments", []string{"version", "extra"}, `version takes no arguments, got ["extra"]`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errs := runCapture(t, tt.args...)
@@ -192,6 +193,13 @@ func TestUnknownCommandShowsUsage(t *testing.T) {
 	want := "cgfreeze: unknown command \"frezee\"\n\n" + usageHead
 	if errs != want {
 		t.Errorf("stderr\n%s\nwant\n%s", errs, want)
+	}
+}
+
+func TestVersionHelp(t *testing.T) {
+	code, out, errs := runCapture(t, "version", "--help")
+	if code != exitOK || errs != "" || !strings.HasPrefix(out, "Usage: cgfreeze version\n") {
+		t.Errorf("run(version --help) = %d, stdout %q, stderr %q; want 0 and the usage on stdout", code, out, errs)
 	}
 }
 
@@ -339,19 +347,19 @@ func TestEmitText(t *testing.T) {
 		{
 			name: "frozen",
 			e:    event{Event: "frozen", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3), ElapsedMS: 4.1},
-			want: "frozen cgroup=/ elapsed=4.1ms pid=1 processes=3 strategy=subtree version=2\n",
+			want: "frozen cgroup=/ elapsed_ms=4.1 pid=1 processes=3 strategy=subtree version=2\n",
 		},
 		{
 			name: "thawed by a signal",
 			e: event{Event: "thawed", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3),
 				ElapsedMS: 2.2, Reason: "signal", Signal: "interrupt", HeldMS: 10423.7},
-			want: "thawed cgroup=/ elapsed=2.2ms held=10.424s pid=1 processes=3 reason=signal signal=interrupt strategy=subtree version=2\n",
+			want: "thawed cgroup=/ elapsed_ms=2.2 held_ms=10423.7 pid=1 processes=3 reason=signal signal=interrupt strategy=subtree version=2\n",
 		},
 		{
 			name: "thawed after the duration",
 			e: event{Event: "thawed", PID: 42, Cgroup: "/docker/abc", Version: 1, Strategy: "freezer", Processes: intp(1),
 				ElapsedMS: 0.04, Reason: "duration", HeldMS: 60000.2},
-			want: "thawed cgroup=/docker/abc elapsed=0.0ms held=1m0s pid=42 processes=1 reason=duration strategy=freezer version=1\n",
+			want: "thawed cgroup=/docker/abc elapsed_ms=0.04 held_ms=60000.2 pid=42 processes=1 reason=duration strategy=freezer version=1\n",
 		},
 		{
 			name: "status thawed, no processes",
@@ -369,17 +377,27 @@ func TestEmitText(t *testing.T) {
 			name: "recovered",
 			e: event{Event: "recovered", PID: 1, Cgroup: "/", Version: 1, Strategy: "freezer", State: "thawed",
 				Holder: 99, ElapsedMS: 12.345},
-			want: "recovered cgroup=/ elapsed=12.3ms holder=99 pid=1 state=thawed strategy=freezer version=1\n",
+			want: "recovered cgroup=/ elapsed_ms=12.345 holder=99 pid=1 state=thawed strategy=freezer version=1\n",
 		},
 		{
 			name: "nothing to thaw",
 			e:    event{Event: "nothing_to_thaw", PID: 1, Cgroup: "/", Version: 2, Strategy: "direct", State: "thawed", ElapsedMS: 0.5},
-			want: "nothing_to_thaw cgroup=/ elapsed=0.5ms pid=1 state=thawed strategy=direct version=2\n",
+			want: "nothing_to_thaw cgroup=/ elapsed_ms=0.5 pid=1 state=thawed strategy=direct version=2\n",
 		},
 		{
 			name: "error is not printed in text mode",
 			e:    event{Event: "error", Error: "boom", ExitCode: intp(1)},
 			want: "",
+		},
+		{
+			name: "a reason with quotes and spaces is quoted",
+			e:    event{Event: "thawed", PID: 3, Reason: `said "stop" now`},
+			want: `thawed pid=3 reason="said \"stop\" now"` + "\n",
+		},
+		{
+			name: "cgroup with a space is quoted",
+			e:    event{Event: "status", PID: 7, Cgroup: "/my pod", Version: 2, Strategy: "direct", Processes: intp(1), State: "thawed"},
+			want: `status cgroup="/my pod" pid=7 processes=1 state=thawed strategy=direct version=2` + "\n",
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

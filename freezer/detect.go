@@ -22,7 +22,7 @@ func statfsType(p string) (int64, error) {
 	if err := unix.Statfs(p, &st); err != nil {
 		return 0, err
 	}
-	return int64(st.Type), nil
+	return int64(st.Type), nil //nolint:unconvert // Statfs_t.Type is int32 on 32-bit platforms
 }
 
 func detectVersion(fsType func(string) (int64, error), sysCgroup string, cg procs.Cgroups) (int, error) {

@@ -96,11 +96,15 @@ func Recover(ctx context.Context, t *Target) (Recovery, error) {
 	var rec Recovery
 	err := t.fs.Do(func(root *mount.Root) error {
 		markedPath, strategy := t.Path, t.Strategy
+		childExists := false
 		if t.Version == 2 {
 			child := path.Join(t.Path, ChildName)
-			if ok, err := root.Exists(child); err != nil {
+			ok, err := root.Exists(child)
+			if err != nil {
 				return err
-			} else if ok {
+			}
+			if ok {
+				childExists = true
 				markedPath, strategy = child, StrategySubtree
 			}
 		}
@@ -109,7 +113,7 @@ func Recover(ctx context.Context, t *Target) (Recovery, error) {
 			return err
 		}
 		if m == nil {
-			if strategy == StrategySubtree {
+			if childExists {
 				// A child without a mark is cgfreeze's all the same (its
 				// name says so): the mark is written right after mkdir.
 				m = &mark{Strategy: StrategySubtree}

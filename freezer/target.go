@@ -106,6 +106,11 @@ func Resolve(opts Options) (*Target, error) {
 	}
 	targetNS, err := procs.Namespace(opts.ProcRoot, opts.PID, "cgroup")
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			// The kernel lets only a process with CAP_SYS_PTRACE (or the
+			// target's own capabilities) see its namespaces.
+			return nil, fmt.Errorf("%w: cannot read the namespaces of process %d: %w", ErrNotPrivileged, opts.PID, err)
+		}
 		return nil, targetErr(opts, err)
 	}
 	// A target outside the caller's cgroup namespace ("/../x") is reached
@@ -120,22 +125,25 @@ func Resolve(opts Options) (*Target, error) {
 		viewNS = targetNS
 		mopts.CgroupNamespace = filepath.Join(opts.ProcRoot, strconv.Itoa(opts.PID), "ns", "cgroup")
 	}
-	if version == 2 && viewNS == procs.InitCgroupNamespace {
-		// Mounting from the initial cgroup namespace resets the
-		// hierarchy's flags: keep the ones in force.
-		spec.Options, _ = mount.SuperOptionsFromFiles("cgroup2",
+	if version == 2 && viewNS == procs.InitCgroupNamespace && opts.CgroupMount == "" {
+		// Mounting from the initial cgroup namespace applies the mount's
+		// options to the hierarchy, for the whole machine: keep the ones
+		// in force, and mount nothing when they cannot be known.
+		var found bool
+		spec.Options, found = mount.SuperOptionsFromFiles("cgroup2",
 			filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"),
 			filepath.Join(opts.ProcRoot, "1", "mountinfo"))
+		if !found {
+			return nil, fmt.Errorf("cgroup2 is mounted neither in cgfreeze's mount namespace nor in the target's, so its options (nsdelegate, memory_recursiveprot) are unknown and a mount would reset them for the whole machine; mount cgroup2 and pass it with --cgroup-mount")
+		}
 	}
 	fs, err := mount.Open(spec, mopts)
 	if err != nil {
 		return nil, classify(err)
 	}
 	t := &Target{PID: opts.PID, Version: version, EnteredNamespace: enter, procRoot: opts.ProcRoot, fs: fs}
-	err = fs.Do(func(root *mount.Root) error { return t.inspect(root, viewNS, self) })
-	if err != nil {
-		fs.Close()
-		return nil, err
+	if err := fs.Do(func(root *mount.Root) error { return t.inspect(root, viewNS, self) }); err != nil {
+		return nil, errors.Join(err, fs.Close())
 	}
 	return t, nil
 }
@@ -164,20 +172,25 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 	if procs.Outside(t.Path) {
 		return fmt.Errorf("target cgroup %s is outside the cgroup namespace cgfreeze works in", t.Path)
 	}
+	if t.Version == 2 && path.Base(t.Path) == ChildName {
+		// The process sits in the child a subtree freeze made (that freeze
+		// holds, or its holder died): the target is the child's parent.
+		t.Path = path.Dir(t.Path)
+	}
 	if ro, err := root.ReadOnly(); err == nil && ro {
 		return fmt.Errorf("%w: the cgroup mount refuses writes", ErrReadOnly)
 	}
 
+	if t.Path == "/" && viewNS == procs.InitCgroupNamespace {
+		return fmt.Errorf("%w: process %d is in the root cgroup, which holds the whole machine; point --pid at a container's process", ErrUnsafeTarget, t.PID)
+	}
 	if own, err := procs.ReadCgroups(t.procRoot, self); err == nil {
 		_, ownPath, err := mountSpec(t.Version, own)
 		if err == nil && procs.IsAncestor(t.Path, ownPath) {
 			return fmt.Errorf("%w: cgroup %s holds cgfreeze itself (PID %d, in %s): freezing it would freeze cgfreeze; run cgfreeze outside the target, for example in an ephemeral container (kubectl debug --target)", ErrUnsafeTarget, t.Path, self, ownPath)
 		}
 	}
-	if t.Path == "/" && viewNS == procs.InitCgroupNamespace {
-		return fmt.Errorf("%w: process %d is in the root cgroup, which holds the whole machine; point --pid at a container's process", ErrUnsafeTarget, t.PID)
-	}
-	if err := t.refuseHostInit(viewNS); err != nil {
+	if err := t.refuseHostInit(); err != nil {
 		return err
 	}
 
@@ -190,9 +203,6 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 	case 2:
 		if ok, err := root.Exists(path.Join(t.Path, "cgroup.freeze")); err != nil || !ok {
 			return fmt.Errorf("%w: %s has no cgroup.freeze (the kernel must be Linux 5.2 or newer)", ErrNoFreezer, t.Path)
-		}
-		if typ, err := root.ReadFile(path.Join(t.Path, "cgroup.type")); err == nil && typ != "domain" {
-			return fmt.Errorf("%w: cgroup %s is of type %q; cgfreeze freezes only domain cgroups (point --pid at a process of the container's main cgroup)", ErrUnsafeTarget, t.Path, typ)
 		}
 		t.Strategy = StrategyDirect
 		if t.Path == "/" {
@@ -207,13 +217,21 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 				t.Strategy = StrategySubtree
 			}
 		}
+		// A threaded cgroup holds some threads of a process: freezing it
+		// would stop a process half-way. A "domain threaded" one holds
+		// whole processes, and its cgroup.freeze covers their threads,
+		// but its processes cannot move into a domain child.
+		typ, err := root.ReadFile(path.Join(t.Path, "cgroup.type"))
+		if err == nil && typ != "domain" && (typ != "domain threaded" || t.Strategy != StrategyDirect) {
+			return fmt.Errorf("%w: cgroup %s is of type %q, which cgfreeze cannot freeze whole by %s; point --pid at a process of the container's main cgroup", ErrUnsafeTarget, t.Path, typ, t.Strategy)
+		}
 	}
 	return nil
 }
 
 // refuseHostInit refuses the cgroup of the host's init, or an ancestor of
 // it, when cgfreeze runs in the host's PID namespace.
-func (t *Target) refuseHostInit(viewNS uint64) error {
+func (t *Target) refuseHostInit() error {
 	pidNS, err := procs.Namespace(t.procRoot, os.Getpid(), "pid")
 	if err != nil || pidNS != procs.InitPIDNamespace {
 		return nil

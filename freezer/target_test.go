@@ -225,9 +225,8 @@ func TestResolveErrorsBeforeMount(t *testing.T) {
 				pid:  {cgroup: "0::/x\n"},
 				self: {cgroup: "0::/\n", nsLink: "cgroup:[4026531835]"},
 			},
-			opts:    Options{Version: 2},
-			wantErr: ErrTargetNotFound,
-			want:    "process 4242 does not exist",
+			opts: Options{Version: 2},
+			want: "namespace cgroup of process 4242",
 		},
 		{
 			name: "outside target with --cgroup-mount",

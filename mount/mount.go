@@ -150,6 +150,9 @@ func (s Spec) String() string {
 	if s.Version == 1 {
 		opts = s.Controllers
 	}
+	if len(opts) == 0 {
+		return fsType(s)
+	}
 	return fsType(s) + " (" + strings.Join(opts, ",") + ")"
 }
 
@@ -169,7 +172,7 @@ func openExisting(spec Spec, dir string) (int, error) {
 	if spec.Version == 1 {
 		want = unix.CGROUP_SUPER_MAGIC
 	}
-	if int64(st.Type) != want {
+	if int64(st.Type) != want { //nolint:unconvert // Statfs_t.Type is int32 on 32-bit platforms
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s is not the root of a %s mount", dir, fsType(spec))
 	}

@@ -155,7 +155,7 @@ func TestSpecString(t *testing.T) {
 		{Spec{Version: 1, Controllers: []string{"freezer"}}, "cgroup (freezer)"},
 		{Spec{Version: 1, Controllers: []string{"cpu", "cpuacct"}, Options: []string{"ignored"}}, "cgroup (cpu,cpuacct)"},
 		{Spec{Version: 1, Controllers: []string{"name=systemd"}}, "cgroup (name=systemd)"},
-		{Spec{Version: 2}, "cgroup2 ()"},
+		{Spec{Version: 2}, "cgroup2"},
 		{Spec{Version: 2, Options: []string{"nsdelegate", "memory_recursiveprot"}, Controllers: []string{"ignored"}}, "cgroup2 (nsdelegate,memory_recursiveprot)"},
 	} {
 		if got := tt.spec.String(); got != tt.want {

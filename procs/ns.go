@@ -26,10 +26,12 @@ func Namespace(procRoot string, pid int, kind string) (uint64, error) {
 	link := filepath.Join(procRoot, strconv.Itoa(pid), "ns", kind)
 	target, err := os.Readlink(link)
 	if err != nil {
-		if os.IsNotExist(err) {
+		if os.IsNotExist(err) && !Exists(procRoot, pid) {
 			return 0, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 		}
-		return 0, err
+		// The process exists but the link does not: a kernel without
+		// that namespace kind (CONFIG_CGROUPS without namespaces).
+		return 0, fmt.Errorf("namespace %s of process %d: %w", kind, pid, err)
 	}
 	return parseNamespaceLink(target, kind)
 }

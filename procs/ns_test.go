@@ -51,11 +51,29 @@ func TestNamespaceMissing(t *testing.T) {
 	}{
 		{2, "cgroup"},      // no such process
 		{999999999, "pid"}, // no such process
-		{100, "pid"},       // process without that link
-		{7, "cgroup"},      // process without an ns directory
 	} {
 		if _, err := procs.Namespace(fakeProc, tt.pid, tt.kind); !errors.Is(err, procs.ErrNoProcess) {
 			t.Errorf("Namespace(%d, %q) error %v, want ErrNoProcess", tt.pid, tt.kind, err)
+		}
+	}
+}
+
+// A process that exists without the link runs on a kernel without that kind
+// of namespace: an error, but not a missing process.
+func TestNamespaceLinkMissing(t *testing.T) {
+	for _, tt := range []struct {
+		pid  int
+		kind string
+	}{
+		{100, "pid"},  // process without that link
+		{7, "cgroup"}, // process without an ns directory
+	} {
+		_, err := procs.Namespace(fakeProc, tt.pid, tt.kind)
+		if err == nil || errors.Is(err, procs.ErrNoProcess) {
+			t.Errorf("Namespace(%d, %q) error %v, want an error that is not ErrNoProcess", tt.pid, tt.kind, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "namespace "+tt.kind) {
+			t.Errorf("Namespace(%d, %q) error %q does not name the namespace", tt.pid, tt.kind, err)
 		}
 	}
 }
