@@ -278,3 +278,51 @@ func TestTargetErr(t *testing.T) {
 		t.Errorf("targetErr(other) = %v, want it unchanged", got)
 	}
 }
+
+// fakePIDNamespace gives process pid of a fake tree a pid namespace link.
+func fakePIDNamespace(t *testing.T, root string, pid int, link string) {
+	t.Helper()
+	if err := os.Symlink(link, filepath.Join(root, strconv.Itoa(pid), "ns", "pid")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefuseHostInit(t *testing.T) {
+	self := os.Getpid()
+	const initPIDNS, otherPIDNS = "pid:[4026531836]", "pid:[4026532777]"
+	for _, tt := range []struct {
+		name    string
+		selfNS  string
+		version int
+		initCg  string
+		path    string
+		refused bool
+	}{
+		{"v2 init's own cgroup", initPIDNS, 2, "0::/init.scope\n", "/init.scope", true},
+		{"v2 ancestor of init's cgroup", initPIDNS, 2, "0::/system.slice/init.scope\n", "/system.slice", true},
+		{"v2 sibling of init's cgroup", initPIDNS, 2, "0::/init.scope\n", "/kubepods/pod1/ctr", false},
+		{"v2 child of init's cgroup", initPIDNS, 2, "0::/init.scope\n", "/init.scope/child", false},
+		{"v1 init's freezer cgroup", initPIDNS, 1, "7:freezer:/init\n0::/init.scope\n", "/init", true},
+		{"v1 other freezer cgroup", initPIDNS, 1, "7:freezer:/init\n0::/init.scope\n", "/docker/abc", false},
+		// In a container's PID namespace PID 1 is the target, not the
+		// host's init: nothing to refuse here.
+		{"own PID namespace", otherPIDNS, 2, "0::/init.scope\n", "/init.scope", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := fakeProcTree(t, map[int]fakeProcess{
+				1:    {cgroup: tt.initCg},
+				self: {cgroup: "0::/\n"},
+			})
+			fakePIDNamespace(t, root, self, tt.selfNS)
+			target := &Target{PID: 4242, Version: tt.version, Path: tt.path, procRoot: root}
+			err := target.refuseHostInit()
+			if tt.refused {
+				if !errors.Is(err, ErrUnsafeTarget) || !strings.Contains(err.Error(), "host's init") {
+					t.Errorf("refuseHostInit(%s) = %v, want ErrUnsafeTarget naming the host's init", tt.path, err)
+				}
+			} else if err != nil {
+				t.Errorf("refuseHostInit(%s) = %v, want nil", tt.path, err)
+			}
+		})
+	}
+}
