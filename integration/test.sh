@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-  echo "test: the integration suite needs root (real cgroups and namespaces): run it with sudo" >&2
+  echo "test: the integration suite needs root (real cgroups and namespaces): run it as root (for example with sudo)" >&2
   exit 1
 fi
 need=()
