@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgfreeze/cgfreeze/freezer"
+	"github.com/cgfreeze/cgfreeze/internal/faults"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 )
@@ -46,7 +47,7 @@ const (
 
 func main() {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 const usageHead = `cgfreeze freezes a container's processes through the cgroup freezer and
@@ -64,7 +65,7 @@ Run "cgfreeze <command> --help" for a command's flags; docs/usage.md has the
 events and exit codes.
 `
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "freeze"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -74,7 +75,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "freeze", "thaw", "status":
-		return runTargetCommand(cmd, args, stdout, stderr)
+		return runTargetCommand(cmd, args, stdin, stdout, stderr)
+	case watchdogCommand:
+		return runWatchdog(args, stdout, stderr)
 	case "version":
 		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -131,6 +134,7 @@ type config struct {
 	procRoot  string
 	sysCgroup string
 	cgMount   string
+	leases    []string
 }
 
 func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, int, bool) {
@@ -140,8 +144,10 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.SetOutput(stdout)
 	fs.IntVarP(&c.pid, "pid", "p", 1, "a process of the target; its cgroup is the target")
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
+	var leases []string
 	if cmd == "freeze" {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
+		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
 	}
 	switch cmd {
 	case "freeze":
@@ -189,6 +195,11 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	if _, err := zerolog.ParseLevel(c.logLevel); err != nil {
 		bad = append(bad, fmt.Sprintf("--log-level: unknown level %q", c.logLevel))
 	}
+	if l, err := parseLeases(leases); err != nil {
+		bad = append(bad, err.Error())
+	} else {
+		c.leases = l
+	}
 	if len(bad) > 0 {
 		fmt.Fprintf(stderr, "cgfreeze: %s (see cgfreeze %s --help)\n", strings.Join(bad, "; "), cmd)
 		return c, exitUsage, false
@@ -220,7 +231,7 @@ func newLogger(c config, stderr io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
-func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
+func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c, code, ok := parseFlags(cmd, args, stdout, stderr)
 	if !ok {
 		return code
@@ -252,7 +263,7 @@ func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
 	}
-	return freezeAndHold(c, ev, log, target, sigs)
+	return freezeAndHold(c, ev, log, target, sigs, stdin, stdout, stderr)
 }
 
 func base(t *freezer.Target) event {
@@ -266,7 +277,7 @@ func status(ev *emitter, log zerolog.Logger, t *freezer.Target) int {
 	}
 	e := base(t)
 	e.Event, e.State, e.FrozenBy, e.Holder = "status", st.State, st.FrozenBy, st.Holder
-	e.Processes = &st.Processes
+	e.Processes, e.Held = &st.Processes, &st.Held
 	e.Namespace = "own"
 	if t.EnteredNamespace {
 		e.Namespace = "target"
@@ -296,7 +307,21 @@ func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target)
 	return exitOK
 }
 
-func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal) int {
+func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	leaseEnded, err := startLeases(c.leases, stdin)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	wd, err := startWatchdog(c, stdout, stderr)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	defer func() {
+		// The watchdog stands down only when the target is known to be
+		// thawed: after a thaw, a rollback, or a refusal.
+		wd.stop(code != exitThawFailed)
+	}()
+
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	stopWatch := make(chan struct{})
@@ -315,9 +340,19 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 		return fail(ev, log, err)
 	}
 	frozenAt := time.Now()
+	if rec := frozen.Recovered; rec.Recovered {
+		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
+		e := base(t)
+		e.Event, e.State, e.Reason = "recovered", "thawed", "leftover"
+		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
+		ev.emit(e)
+	}
 	e := base(t)
 	e.Event, e.Processes, e.ElapsedMS = "frozen", &frozen.Processes, ms(frozenAt.Sub(start))
 	ev.emit(e)
+	if err := faults.Point("hold"); err != nil {
+		log.Warn().Err(err).Msg("fault injected while holding")
+	}
 
 	var timer <-chan time.Time
 	if c.duration > 0 {
@@ -333,6 +368,8 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 		e.Reason, e.Signal = "signal", s.String()
 	case <-timer:
 		e.Reason = "duration"
+	case l := <-leaseEnded:
+		e.Reason = l
 	}
 	log.Debug().Str("reason", e.Reason).Msg("thawing")
 	// Further signals stay caught (sigs is still registered) and are
@@ -400,6 +437,7 @@ type event struct {
 	FrozenBy  string  `json:"frozen_by,omitempty"`
 	Holder    int     `json:"holder,omitempty"`
 	Namespace string  `json:"namespace,omitempty"`
+	Held      *bool   `json:"held,omitempty"`
 	Error     string  `json:"error,omitempty"`
 	ExitCode  *int    `json:"exit_code,omitempty"`
 }
@@ -449,6 +487,9 @@ func (em *emitter) emit(e event) {
 		add("holder", fmt.Sprint(e.Holder))
 	}
 	add("namespace", e.Namespace)
+	if e.Held != nil {
+		add("held", fmt.Sprint(*e.Held))
+	}
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)

@@ -26,7 +26,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(args, &out, &errb)
+	code = run(args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -157,6 +157,9 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"status", "extra", "--proc", proc}, `unexpected arguments ["extra"]`},
 		{"command after flags", []string{"--proc", proc, "status"}, `unexpected arguments ["status"]`},
 		{"version takes no flags", []string{"version", "--pid", "1"}, "unknown flag: --pid"},
+		{"bad lease", []string{"--lease", "tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
+		{"bad lease in a list", []string{"--lease", "stdin,tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
+		{"lease is not a thaw flag", []string{"thaw", "--lease", "stdin", "--proc", proc}, "unknown flag: --lease"},
 		{"version takes no arguments", []string{"version", "extra"}, `version takes no arguments, got ["extra"]`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

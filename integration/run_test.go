@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ type event struct {
 	FrozenBy  string   `json:"frozen_by"`
 	Holder    int      `json:"holder"`
 	Namespace string   `json:"namespace"`
+	Held      *bool    `json:"held"`
 	Error     string   `json:"error"`
 	ExitCode  *int     `json:"exit_code"`
 
@@ -41,7 +43,7 @@ type event struct {
 
 // documentedFields are the fields docs/usage.md lists.
 var documentedFields = []string{"event", "pid", "cgroup", "version", "strategy", "processes", "elapsed_ms",
-	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "error", "exit_code"}
+	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "error", "exit_code"}
 
 func parseEvent(line string) event {
 	e := event{raw: line}
@@ -265,7 +267,7 @@ func (r *run) cgfreezePid() int {
 	for time.Now().Before(deadline) {
 		root := r.cmd.Process.Pid
 		for _, pid := range append([]int{root}, descendants(root)...) {
-			if isCgfreeze(pid) {
+			if isCgfreeze(pid) && !isWatchdog(pid) {
 				r.pid = pid
 				return pid
 			}
@@ -277,6 +279,48 @@ func (r *run) cgfreezePid() int {
 	}
 	r.h.t.Fatalf("no cgfreeze process found: %s", r.describe())
 	return 0
+}
+
+// isWatchdog tells whether pid is a cgfreeze watchdog.
+func isWatchdog(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), "\x00__watchdog\x00")
+}
+
+// watchdogPid finds the holder's watchdog, its child.
+func (r *run) watchdogPid() int {
+	r.h.t.Helper()
+	holder := r.cgfreezePid()
+	deadline := time.Now().Add(startDeadline)
+	for time.Now().Before(deadline) {
+		for _, pid := range descendants(holder) {
+			if isWatchdog(pid) {
+				return pid
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.h.t.Fatalf("no watchdog below cgfreeze (PID %d): %s", holder, r.describe())
+	return 0
+}
+
+// waitGone waits until process pid has ended.
+func (h *harness) waitGone(what string, pid int, d time.Duration) {
+	h.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+			return // exited; its parent has not reaped it yet
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s (PID %d) still runs after %v", what, pid, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (r *run) signal(sig syscall.Signal) {
