@@ -378,6 +378,10 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 	defer thawCancel()
 	thawStart := time.Now()
 	if err := frozen.Thaw(thawCtx); err != nil {
+		frozen.Abandon()
+		if st, serr := freezer.Inspect(t); serr == nil {
+			err = fmt.Errorf("%w; left: the target is %s with %d processes", err, st.State, st.Processes)
+		}
 		return fail(ev, log, err)
 	}
 	e.ElapsedMS, e.HeldMS = ms(time.Since(thawStart)), ms(thawStart.Sub(frozenAt))
@@ -395,7 +399,7 @@ var exitCodes = []struct {
 	code int
 	hint string
 }{
-	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 	{freezer.ErrTargetNotFound, exitNoTarget, ""},
 	{freezer.ErrUnsafeTarget, exitUnsafeTarget, ""},
 	{freezer.ErrReadOnly, exitReadOnly, "run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)"},

@@ -306,11 +306,11 @@ func TestFailExitCodes(t *testing.T) {
 		{"freeze failed", fmt.Errorf("%w: timed out", freezer.ErrFreezeFailed), exitFreezeFailed,
 			"freeze did not complete: timed out: the freeze was rolled back; the target runs as before"},
 		{"thaw failed", fmt.Errorf("%w: busy", freezer.ErrThawFailed), exitThawFailed,
-			"thaw did not complete: busy: the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+			"thaw did not complete: busy: the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 		// A freeze that failed and whose rollback failed too leaves the
 		// target frozen: the thaw failure decides.
 		{"rollback failed", fmt.Errorf("%w: timed out; the rollback failed too: %w", freezer.ErrFreezeFailed, freezer.ErrThawFailed), exitThawFailed,
-			"freeze did not complete: timed out; the rollback failed too: thaw did not complete: the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+			"freeze did not complete: timed out; the rollback failed too: thaw did not complete: the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, logs bytes.Buffer

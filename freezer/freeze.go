@@ -141,6 +141,20 @@ func (f *Frozen) Thaw(ctx context.Context) error {
 	})
 }
 
+// Abandon gives up the holder's lock without thawing, for a caller whose
+// Thaw failed and that hands the target over to a watchdog or to `cgfreeze
+// thaw`, which need the lock to recover it.
+func (f *Frozen) Abandon() {
+	t := f.Target
+	_ = t.fs.Do(func(*mount.Root) error {
+		if f.lock != nil {
+			_ = f.lock.Close()
+			f.lock = nil
+		}
+		return nil
+	})
+}
+
 // retryThaw repeats an idempotent thaw until it succeeds or ctx ends.
 func retryThaw(ctx context.Context, thawOnce func() error) error {
 	for {

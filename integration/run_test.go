@@ -87,6 +87,13 @@ type run struct {
 // up exec'ing it) with stdout read line by line.
 func (h *harness) startCgfreeze(desc string, argv []string) *run {
 	h.t.Helper()
+	return h.startCgfreezeStdin(desc, argv, nil)
+}
+
+// startCgfreezeStdin is startCgfreeze with stdin read from the given file
+// (nil: /dev/null).
+func (h *harness) startCgfreezeStdin(desc string, argv []string, stdin *os.File) *run {
+	h.t.Helper()
 	r := &run{h: h, desc: desc, events: make(chan event, 256), exited: make(chan struct{})}
 	r.stderr = filepath.Join(h.dir, fmt.Sprintf("cgfreeze%d.stderr", len(h.runs)))
 	errf, err := os.Create(r.stderr)
@@ -100,6 +107,9 @@ func (h *harness) startCgfreeze(desc string, argv []string) *run {
 	}
 	r.cmd = exec.Command(argv[0], argv[1:]...)
 	r.cmd.Stdout = pw
+	if stdin != nil {
+		r.cmd.Stdin = stdin
+	}
 	r.cmd.Stderr = errf
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = r.cmd.Start()
