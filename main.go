@@ -322,20 +322,26 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 		wd.stop(code != exitThawFailed)
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	interruptible, interrupt := context.WithCancelCause(context.Background())
+	defer interrupt(nil)
+	ctx, cancel := context.WithTimeoutCause(interruptible, c.timeout, fmt.Errorf("the freeze took longer than --timeout %v", c.timeout))
 	defer cancel()
 	stopWatch := make(chan struct{})
+	caught := make(chan os.Signal, 1) // the signal the watch consumed, if any
 	go func() {
 		select {
 		case s := <-sigs:
 			log.Warn().Str("signal", s.String()).Msg("signal during the freeze: rolling back")
-			cancel()
+			interrupt(fmt.Errorf("interrupted by %v", s))
+			caught <- s
 		case <-stopWatch:
 		}
+		close(caught)
 	}()
 	start := time.Now()
 	frozen, err := freezer.Freeze(ctx, t)
 	close(stopWatch)
+	lateSignal, late := <-caught
 	if err != nil {
 		return fail(ev, log, err)
 	}
@@ -363,13 +369,18 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 	// Holding costs nothing: the goroutine sleeps until a signal or the timer.
 	e = base(t)
 	e.Event, e.Processes = "thawed", &frozen.Processes
-	select {
-	case s := <-sigs:
-		e.Reason, e.Signal = "signal", s.String()
-	case <-timer:
-		e.Reason = "duration"
-	case l := <-leaseEnded:
-		e.Reason = l
+	if late {
+		// The signal came as the freeze was confirmed: end at once.
+		e.Reason, e.Signal = "signal", lateSignal.String()
+	} else {
+		select {
+		case s := <-sigs:
+			e.Reason, e.Signal = "signal", s.String()
+		case <-timer:
+			e.Reason = "duration"
+		case l := <-leaseEnded:
+			e.Reason = l
+		}
 	}
 	log.Debug().Str("reason", e.Reason).Msg("thawing")
 	// Further signals stay caught (sigs is still registered) and are

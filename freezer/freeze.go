@@ -101,6 +101,13 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		if err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			// Confirmed, but too late, or after the caller gave up
+			// (a signal): the caller no longer waits for this freeze.
+			return rollback(fmt.Errorf("%w: %w", ErrFreezeFailed, context.Cause(ctx)), func(ctx context.Context) error {
+				return thaw(ctx, root, t.Path, t.Strategy, f.children)
+			})
+		}
 		if err := faults.Point("freeze:confirmed"); err != nil {
 			return err
 		}
@@ -254,7 +261,7 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, ctx.Err())
+			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, context.Cause(ctx))
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, v1MaxBackoff)
@@ -307,7 +314,11 @@ func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool)
 		deadline, _ := ctx.Deadline()
 		remaining := time.Until(deadline)
 		if ctx.Err() != nil || remaining <= 0 {
-			return fmt.Errorf("%s still says frozen %d: %w", events, btoi(frozen), context.DeadlineExceeded)
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return fmt.Errorf("%s still says frozen %d: %w", events, btoi(frozen), cause)
 		}
 		w.Wait(min(remaining, pollFallback))
 	}
@@ -550,7 +561,7 @@ func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) er
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%d processes still in %s: %w", len(pids), src, ctx.Err())
+			return fmt.Errorf("%d processes still in %s: %w", len(pids), src, context.Cause(ctx))
 		}
 		moved, hidden := 0, 0
 		seen := make(map[int]bool, len(pids))

@@ -89,7 +89,7 @@ func TestWatchdog(t *testing.T) {
 				t.Errorf("watchdog event %s: want reason watchdog, holder %d, state thawed", e.raw, holder)
 			}
 			tg.requireBase(e)
-			h.waitGone("the watchdog", wd, exitDeadline)
+			h.waitGone("the watchdog", wd)
 			h.requireProgress("after the watchdog", tg.w)
 			h.requireSameCgroups("after the watchdog", before, tg.w.pid)
 			h.checkLeftovers()
@@ -164,7 +164,7 @@ func TestFaults(t *testing.T) {
 						t.Errorf("the watchdog restored the target %v after the holder died at %s, more than %v", took, step, watchdogLimit)
 					}
 					for _, pid := range cgfreezeProcesses() {
-						h.waitGone("a cgfreeze process", pid, exitDeadline)
+						h.waitGone("a cgfreeze process", pid)
 					}
 					h.requireProgress("after the fault at "+step, tg.w)
 					h.requireSameCgroups("after the fault at "+step, before, tg.w.pid)

@@ -79,7 +79,7 @@ func TestLeaseParent(t *testing.T) {
 				t.Errorf("thawed event %s: want reason parent", e.raw)
 			}
 			t.Logf("thawed %v after the parent died", time.Since(killed).Round(time.Millisecond))
-			h.waitGone("cgfreeze", holder, exitDeadline)
+			h.waitGone("cgfreeze", holder)
 			h.requireProgress("after the lease ended", tg.w)
 			h.requireSameCgroups("after the lease ended", before, tg.w.pid)
 			h.checkLeftovers()

@@ -287,7 +287,7 @@ func (tg *target) leaveFrozen() int {
 	if err := syscall.Kill(wd, syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}
-	h.waitGone("the killed watchdog", wd, exitDeadline)
+	h.waitGone("the killed watchdog", wd)
 	if err := syscall.Kill(r.cgfreezePid(), syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}

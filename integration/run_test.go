@@ -315,9 +315,9 @@ func (r *run) watchdogPid() int {
 }
 
 // waitGone waits until process pid has ended.
-func (h *harness) waitGone(what string, pid int, d time.Duration) {
+func (h *harness) waitGone(what string, pid int) {
 	h.t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(exitDeadline)
 	for {
 		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
 			return
@@ -327,7 +327,7 @@ func (h *harness) waitGone(what string, pid int, d time.Duration) {
 			return // exited; its parent has not reaped it yet
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("%s (PID %d) still runs after %v", what, pid, d)
+			h.t.Fatalf("%s (PID %d) still runs after %v", what, pid, exitDeadline)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
