@@ -583,7 +583,7 @@ func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) er
 			if ok {
 				moved++
 			}
-			if moved == (len(pids)+1)/2 {
+			if len(seen) == (len(pids)+1)/2 {
 				if err := faults.Point(halfway); err != nil {
 					return err
 				}
