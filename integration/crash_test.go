@@ -160,6 +160,7 @@ func TestFaults(t *testing.T) {
 						}
 					}
 					took := tg.waitRestored("after the fault at "+step, died, 5*time.Second)
+					t.Logf("restored %v after the holder died", took.Round(100*time.Microsecond))
 					if action == "kill" && took > watchdogLimit {
 						t.Errorf("the watchdog restored the target %v after the holder died at %s, more than %v", took, step, watchdogLimit)
 					}
