@@ -1,0 +1,746 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sample is one measured freeze and thaw.
+type sample struct {
+	freeze, thaw time.Duration
+	// freezeEv, thawEv are cgfreeze's own elapsed_ms (its events).
+	freezeEv, thawEv float64
+	// loop is, for the subtree limit, the bare migration loop alone.
+	loop time.Duration
+	// maxRSS is the peak RSS (KiB) that wait4 reports for cgfreeze's
+	// processes (the holder and, reaped by it, its watchdog).
+	maxRSS int64
+}
+
+// Deadlines of the bench's own waits.
+const (
+	eventDeadline = 30 * time.Second
+	exitDeadline  = 30 * time.Second
+	limitDeadline = 20 * time.Second
+)
+
+type line struct {
+	text string
+	at   time.Time
+}
+
+type event struct {
+	Event     string  `json:"event"`
+	Strategy  string  `json:"strategy"`
+	Processes int     `json:"processes"`
+	ElapsedMS float64 `json:"elapsed_ms"`
+	Reason    string  `json:"reason"`
+	Error     string  `json:"error"`
+}
+
+// agentScript runs cgfreeze the way kubelet starts an ephemeral container
+// with `kubectl debug --target`: in a cgroup of its own ($1: the agent
+// cgroup's cgroup.procs), in the PID namespace of the target ($2, a host
+// PID), in a cgroup namespace of its own (rooted at the agent cgroup) and a
+// mount namespace of its own with its own /proc and cgroup2 at
+// /sys/fs/cgroup (in place of the bench's bind of the host's cgroup2 there:
+// the kernel refuses a cgroup2 mount right on top of another). Once all of that stands it says "r" on fd 4 and waits for
+// a byte on fd 3 before it executes cgfreeze: the bench measures cgfreeze
+// from its exec, not the emulation's setup. nsenter forks (a PID namespace
+// applies to children): cgfreeze is nsenter's only child.
+const agentScript = `
+echo 0 > "$1" || exit 97
+tpid=$2; nsenter=$3; unshare=$4; mnt=$5; umnt=$6; shift 6
+exec "$nsenter" --target "$tpid" --pid -- "$unshare" --cgroup --mount --propagation private /bin/busybox sh -c '
+	mnt=$1; umnt=$2; shift 2
+	"$mnt" -t proc proc /proc || exit 98
+	"$umnt" -l /sys/fs/cgroup || exit 98
+	"$mnt" -t cgroup2 none /sys/fs/cgroup || exit 98
+	echo r >&4
+	exec 4>&-
+	read -r go <&3 || exit 99
+	exec "$@" 3<&-' agent "$mnt" "$umnt" "$@"
+`
+
+// cgfreeze runs one freeze, hold and thaw of ct by the cgfreeze binary:
+// freeze is from its exec to the frozen event on its stdout; thaw is from
+// SIGTERM to its exit, which comes after the confirmed thaw and after its
+// watchdog has ended. subtree runs it as a kubectl-debug agent. during, if
+// set, runs while it holds, with the holder's host PID.
+func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, during func(holder int) error) (s sample, err error) {
+	how := "direct"
+	if ct.version == 1 {
+		how = "v1"
+	}
+	if subtree {
+		how = "subtree"
+	}
+	if err := ct.check(); err != nil {
+		return s, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return s, err
+	}
+	defer outR.Close()
+	defer outW.Close()
+	errFile, err := os.CreateTemp(b.dir, "cgfreeze-stderr-*")
+	if err != nil {
+		return s, err
+	}
+	defer func() { _ = os.Remove(errFile.Name()) }()
+	defer errFile.Close()
+	lines := make(chan line, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			lines <- line{sc.Text(), time.Now()}
+		}
+	}()
+	describe := func(err error) error {
+		msg, _ := os.ReadFile(errFile.Name())
+		return fmt.Errorf("cgfreeze (%s, %s): %w; its stderr: %q", how, ct, err, tail(string(msg), 1500))
+	}
+
+	var cmd *exec.Cmd
+	var pid int
+	var t0 time.Time
+	if !subtree {
+		cmd = exec.Command(b.bin, "--pid", strconv.Itoa(ct.pid), "-o", "json")
+		cmd.Stdout, cmd.Stderr = outW, errFile
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		t0 = time.Now()
+		if err := cmd.Start(); err != nil {
+			return s, err
+		}
+		pid = cmd.Process.Pid
+	} else {
+		cmd, pid, t0, err = b.startAgent(ctx, ct, outW, errFile)
+		if err != nil {
+			return s, describe(err)
+		}
+	}
+	_ = outW.Close()
+	exited := make(chan struct{})
+	var werr error
+	go func() {
+		werr = cmd.Wait()
+		close(exited)
+	}()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		<-exited
+		return s, err
+	}
+	defer unix.Close(pidfd)
+	defer func() {
+		if err != nil {
+			// A killed holder leaves the target to its watchdog, which
+			// thaws it; the container's own cleanup thaws in any case.
+			_ = unix.Kill(pid, unix.SIGKILL)
+			select {
+			case <-exited:
+				if werr != nil {
+					err = fmt.Errorf("%w (it ended: %v)", err, werr) //nolint:errorlint // one error is wrapped
+				}
+			case <-time.After(exitDeadline):
+			}
+			err = describe(err)
+		}
+	}()
+
+	frozen, err := waitEvent(ctx, lines, "frozen")
+	if err != nil {
+		return s, err
+	}
+	s.freeze, s.freezeEv = frozen.at.Sub(t0), frozen.ev.ElapsedMS
+	if frozen.ev.Processes != ct.n {
+		return s, fmt.Errorf("the frozen event counts %d processes, want %d", frozen.ev.Processes, ct.n)
+	}
+	if err := ct.requireFrozen(how); err != nil {
+		return s, err
+	}
+	if during != nil {
+		if err := during(pid); err != nil {
+			return s, err
+		}
+	}
+	t2 := time.Now()
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+		return s, err
+	}
+	if err := waitPidfd(pidfd, exitDeadline); err != nil {
+		return s, err
+	}
+	s.thaw = time.Since(t2)
+	select {
+	case <-exited:
+	case <-time.After(exitDeadline):
+		return s, errors.New("the process (or its wrapper) does not end")
+	}
+	if werr != nil {
+		return s, fmt.Errorf("exit: %w", werr)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		s.maxRSS = ru.Maxrss
+	}
+	thawed, err := waitEvent(ctx, lines, "thawed")
+	if err != nil {
+		return s, err
+	}
+	s.thawEv = thawed.ev.ElapsedMS
+	return s, ct.requireThawed("cgfreeze " + how)
+}
+
+// startAgent starts cgfreeze as an ephemeral container's agent, returning
+// the wrapper's command, cgfreeze's host PID and the time of its exec.
+func (b *bench) startAgent(ctx context.Context, ct *container, stdout, stderr *os.File) (*exec.Cmd, int, time.Time, error) {
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		return nil, 0, time.Time{}, err
+	}
+	defer goW.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		_ = goR.Close()
+		return nil, 0, time.Time{}, err
+	}
+	defer readyR.Close()
+	cmd := exec.Command(busybox, "sh", "-c", agentScript, "agent", b.agentProcs, strconv.Itoa(ct.pid),
+		b.tools["nsenter"], b.tools["unshare"], b.tools["mount"], b.tools["umount"], b.bin, "-o", "json")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.ExtraFiles = []*os.File{goR, readyW} // fds 3 and 4
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	_ = goR.Close()
+	_ = readyW.Close()
+	if err != nil {
+		return nil, 0, time.Time{}, err
+	}
+	fail := func(err error) (*exec.Cmd, int, time.Time, error) {
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		for _, c := range children(cmd.Process.Pid) {
+			_ = unix.Kill(c, unix.SIGKILL)
+		}
+		_ = cmd.Wait()
+		return nil, 0, time.Time{}, err
+	}
+	_ = readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1)
+	if n, err := readyR.Read(buf); n != 1 || buf[0] != 'r' {
+		return fail(fmt.Errorf("the agent emulation did not get ready: %w", err))
+	}
+	kids := children(cmd.Process.Pid)
+	if len(kids) != 1 {
+		return fail(fmt.Errorf("nsenter (PID %d) has children %v, want one", cmd.Process.Pid, kids))
+	}
+	if ctx.Err() != nil {
+		return fail(context.Cause(ctx))
+	}
+	t0 := time.Now()
+	if _, err := goW.Write([]byte("g\n")); err != nil {
+		return fail(err)
+	}
+	return cmd, kids[0], t0, nil
+}
+
+type timedEvent struct {
+	ev event
+	at time.Time
+}
+
+// waitEvent reads cgfreeze's events until one named want.
+func waitEvent(ctx context.Context, lines <-chan line, want string) (timedEvent, error) {
+	timer := time.NewTimer(eventDeadline)
+	defer timer.Stop()
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return timedEvent{}, fmt.Errorf("no %s event before its stdout closed", want)
+			}
+			var e event
+			if err := json.Unmarshal([]byte(l.text), &e); err != nil {
+				return timedEvent{}, fmt.Errorf("not an event: %q", l.text)
+			}
+			if e.Event == "error" {
+				return timedEvent{}, fmt.Errorf("error event: %s", e.Error)
+			}
+			if e.Event == want {
+				return timedEvent{e, l.at}, nil
+			}
+		case <-timer.C:
+			return timedEvent{}, fmt.Errorf("no %s event within %v", want, eventDeadline)
+		case <-ctx.Done():
+			return timedEvent{}, context.Cause(ctx)
+		}
+	}
+}
+
+// waitPidfd waits until the process of a pidfd has exited.
+func waitPidfd(pidfd int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			return fmt.Errorf("the process did not exit within %v", limit)
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, ms)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// runcPauseResume is the peer: `runc pause`, then `runc resume`, each timed
+// as a whole process.
+func (b *bench) runcPauseResume(ctx context.Context, ct *container) (s sample, err error) {
+	if err := ct.check(); err != nil {
+		return s, err
+	}
+	if s.freeze, err = b.runc(ctx, "pause", ct.name); err != nil {
+		return s, err
+	}
+	if err := ct.requireFrozen("runc pause"); err != nil {
+		return s, err
+	}
+	if s.thaw, err = b.runc(ctx, "resume", ct.name); err != nil {
+		return s, err
+	}
+	return s, ct.requireThawed("runc resume")
+}
+
+// The limits: the kernel's own cost, measured in this process with the
+// files opened beforehand.
+
+// limitV1 writes FROZEN to freezer.state and re-reads it until the kernel
+// says FROZEN; then writes THAWED and reads freezer.self_freezing.
+func (b *bench) limitV1(ctx context.Context, ct *container) (s sample, err error) {
+	if err := ct.check(); err != nil {
+		return s, err
+	}
+	state := filepath.Join(ct.dir, "freezer.state")
+	w, err := os.OpenFile(state, os.O_WRONLY, 0)
+	if err != nil {
+		return s, err
+	}
+	defer w.Close()
+	r, err := os.Open(state)
+	if err != nil {
+		return s, err
+	}
+	defer r.Close()
+	self, err := os.Open(filepath.Join(ct.dir, "freezer.self_freezing"))
+	if err != nil {
+		return s, err
+	}
+	defer self.Close()
+	buf := make([]byte, 64)
+	defer func() {
+		if err != nil {
+			_, _ = w.WriteString("THAWED")
+		}
+	}()
+
+	t0 := time.Now()
+	if _, err := w.WriteString("FROZEN"); err != nil {
+		return s, err
+	}
+	for {
+		v, err := pread(r, buf)
+		if err != nil {
+			return s, err
+		}
+		if v == "FROZEN" {
+			break
+		}
+		if time.Since(t0) > limitDeadline || ctx.Err() != nil {
+			return s, fmt.Errorf("%s still reads %s", state, v)
+		}
+	}
+	s.freeze = time.Since(t0)
+	if err := ct.requireFrozen("limit"); err != nil {
+		return s, err
+	}
+	t2 := time.Now()
+	if _, err := w.WriteString("THAWED"); err != nil {
+		return s, err
+	}
+	for {
+		v, err := pread(self, buf)
+		if err != nil {
+			return s, err
+		}
+		if v == "0" {
+			break
+		}
+		if time.Since(t2) > limitDeadline {
+			return s, fmt.Errorf("%s still reads %s", self.Name(), v)
+		}
+	}
+	s.thaw = time.Since(t2)
+	return s, ct.requireThawed("limit")
+}
+
+// pread reads a small cgroup file from its start: kernfs generates the
+// content anew for a read at offset 0.
+func pread(f *os.File, buf []byte) (string, error) {
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
+}
+
+// events is an open cgroup.events, woken by poll(2) on its changes.
+type events struct{ f *os.File }
+
+func openEvents(dir string) (*events, error) {
+	f, err := os.Open(filepath.Join(dir, "cgroup.events"))
+	if err != nil {
+		return nil, err
+	}
+	return &events{f}, nil
+}
+
+// wait returns once the frozen key is want.
+func (e *events) wait(want bool) error {
+	buf := make([]byte, 256)
+	deadline := time.Now().Add(limitDeadline)
+	for {
+		v, err := pread(e.f, buf)
+		if err != nil {
+			return err
+		}
+		frozen, err := frozenKey([]byte(v))
+		if err != nil {
+			return err
+		}
+		if frozen == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still says frozen %v", e.f.Name(), frozen)
+		}
+		fds := []unix.PollFd{{Fd: int32(e.f.Fd()), Events: unix.POLLPRI}}
+		if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// limitDirect writes 1 to cgroup.freeze and waits until cgroup.events
+// says frozen 1; then 0 and frozen 0.
+func (b *bench) limitDirect(ctx context.Context, ct *container) (s sample, err error) {
+	if err := ct.check(); err != nil {
+		return s, err
+	}
+	fz, err := os.OpenFile(filepath.Join(ct.dir, "cgroup.freeze"), os.O_WRONLY, 0)
+	if err != nil {
+		return s, err
+	}
+	defer fz.Close()
+	ev, err := openEvents(ct.dir)
+	if err != nil {
+		return s, err
+	}
+	defer ev.f.Close()
+	defer func() {
+		if err != nil {
+			_, _ = fz.WriteString("0")
+		}
+	}()
+	t0 := time.Now()
+	if _, err := fz.WriteString("1"); err != nil {
+		return s, err
+	}
+	if err := ev.wait(true); err != nil {
+		return s, err
+	}
+	s.freeze = time.Since(t0)
+	if err := ct.requireFrozen("limit"); err != nil {
+		return s, err
+	}
+	t2 := time.Now()
+	if _, err := fz.WriteString("0"); err != nil {
+		return s, err
+	}
+	if err := ev.wait(false); err != nil {
+		return s, err
+	}
+	s.thaw = time.Since(t2)
+	return s, ct.requireThawed("limit")
+}
+
+// limitChild is the child cgroup the subtree limit migrates into.
+const limitChild = "cgfreeze-limit"
+
+// limitSubtree freezes an empty child of the container's cgroup (not timed),
+// then times the bare loop: one write(2) of one PID per process into the
+// child's cgroup.procs, opened once, re-reading the container's
+// cgroup.procs until it is empty, and the wait for the child's frozen 1.
+// The thaw: 0 into the child's cgroup.freeze, the same loop back, rmdir.
+func (b *bench) limitSubtree(ctx context.Context, ct *container) (s sample, err error) {
+	if err := ct.check(); err != nil {
+		return s, err
+	}
+	child := filepath.Join(ct.dir, limitChild)
+	if err := os.Mkdir(child, 0o755); err != nil {
+		return s, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.WriteFile(filepath.Join(child, "cgroup.freeze"), []byte("0"), 0)
+			_ = migrate(child, ct.dir)
+			_ = removeTree(context.Background(), child)
+		}
+	}()
+	fz, err := os.OpenFile(filepath.Join(child, "cgroup.freeze"), os.O_WRONLY, 0)
+	if err != nil {
+		return s, err
+	}
+	defer fz.Close()
+	ev, err := openEvents(child)
+	if err != nil {
+		return s, err
+	}
+	defer ev.f.Close()
+	if _, err := fz.WriteString("1"); err != nil {
+		return s, err
+	}
+	if err := ev.wait(true); err != nil {
+		return s, err
+	}
+
+	t0 := time.Now()
+	if err := migrate(ct.dir, child); err != nil {
+		return s, err
+	}
+	s.loop = time.Since(t0)
+	if err := ev.wait(true); err != nil {
+		return s, err
+	}
+	s.freeze = time.Since(t0)
+	if err := ct.requireFrozen("subtree-limit"); err != nil {
+		return s, err
+	}
+	t2 := time.Now()
+	if _, err := fz.WriteString("0"); err != nil {
+		return s, err
+	}
+	if err := migrate(child, ct.dir); err != nil {
+		return s, err
+	}
+	if err := removeTree(ctx, child); err != nil {
+		return s, err
+	}
+	s.thaw = time.Since(t2)
+	return s, ct.requireThawed("limit")
+}
+
+// migrate moves every process of src into dst, one write(2) per PID to
+// dst's cgroup.procs opened once, until src lists none.
+func migrate(src, dst string) error {
+	out, err := os.OpenFile(filepath.Join(dst, "cgroup.procs"), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	in, err := os.Open(filepath.Join(src, "cgroup.procs"))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	buf := make([]byte, 0, 64*1024)
+	num := make([]byte, 0, 16)
+	deadline := time.Now().Add(limitDeadline)
+	for {
+		buf, err = readAllAt(in, buf[:0])
+		if err != nil {
+			return err
+		}
+		pids, err := parsePIDs(buf)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d processes still in %s", len(pids), src)
+		}
+		for _, pid := range pids {
+			num = strconv.AppendInt(num[:0], int64(pid), 10)
+			if _, err := out.Write(num); err != nil {
+				if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.EINVAL) {
+					continue // gone, or in the middle of an exit: the next round sees
+				}
+				return err
+			}
+		}
+	}
+}
+
+// readAllAt reads a whole kernfs file from offset 0 into buf.
+func readAllAt(f *os.File, buf []byte) ([]byte, error) {
+	off := int64(0)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.ReadAt(buf[len(buf):cap(buf)], off)
+		buf = buf[:len(buf)+n]
+		off += int64(n)
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// holdStat is what the holder costs while it holds a freeze.
+type holdStat struct {
+	dur                     time.Duration
+	cpuHolder, cpuWatchdog  time.Duration
+	swHolder, swWatchdog    int64 // context switches: each is a wake-up
+	hwmHolder, hwmWatchdog  int64 // VmHWM, KiB
+	rssHolder, rssWatchdog  int64 // VmRSS, KiB
+	threadsHolder, threadsW int
+	maxRSS                  int64 // wait4's, KiB: holder and watchdog, the thaw included
+}
+
+// hold measures one freeze held for b.o.hold: the CPU time and wake-ups of
+// the holder's and the watchdog's threads over that time (from
+// /proc/PID/task/*/schedstat, nanoseconds), and their peak RSS.
+func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat, error) {
+	var st holdStat
+	during := func(holder int) error {
+		// Let the start settle (the watchdog's and the runtime's first
+		// moments) before the window.
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return err
+		}
+		kids := children(holder)
+		if len(kids) != 1 {
+			return fmt.Errorf("the holder (PID %d) has children %v, want its watchdog", holder, kids)
+		}
+		wd := kids[0]
+		h0, err := taskStats(holder)
+		if err != nil {
+			return err
+		}
+		w0, err := taskStats(wd)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := sleepCtx(ctx, b.o.hold); err != nil {
+			return err
+		}
+		h1, err := taskStats(holder)
+		if err != nil {
+			return err
+		}
+		w1, err := taskStats(wd)
+		if err != nil {
+			return err
+		}
+		st.dur = time.Since(t0)
+		st.cpuHolder, st.cpuWatchdog = h1.cpu-h0.cpu, w1.cpu-w0.cpu
+		st.swHolder, st.swWatchdog = h1.switches-h0.switches, w1.switches-w0.switches
+		st.threadsHolder, st.threadsW = h1.threads, w1.threads
+		st.hwmHolder, _ = statusKB(holder, "VmHWM")
+		st.rssHolder, _ = statusKB(holder, "VmRSS")
+		st.hwmWatchdog, _ = statusKB(wd, "VmHWM")
+		st.rssWatchdog, _ = statusKB(wd, "VmRSS")
+		return nil
+	}
+	s, err := b.cgfreeze(ctx, ct, subtree, during)
+	st.maxRSS = s.maxRSS
+	return st, err
+}
+
+type taskStat struct {
+	cpu      time.Duration
+	switches int64
+	threads  int
+}
+
+func taskStats(pid int) (taskStat, error) {
+	var st taskStat
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return st, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // a thread that ended
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		st.cpu += time.Duration(ns)
+		st.threads++
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		for _, l := range strings.Split(string(status), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				st.switches += n
+			}
+		}
+	}
+	return st, nil
+}
+
+// statusKB reads a "kB" field of /proc/PID/status.
+func statusKB(pid int, key string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && k == key {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, key)
+}
+
+// startTime is the wall time of a whole process, exec to exit.
+func startTime(ctx context.Context, argv ...string) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	start := time.Now()
+	err := cmd.Run()
+	return time.Since(start), err
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
