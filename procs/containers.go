@@ -67,12 +67,12 @@ func ContainerID(segment string) (string, bool) {
 	return m[1], true
 }
 
-// containerOf returns the cgroup of the container that cgroup path p
+// ContainerOf returns the cgroup of the container that cgroup path p
 // belongs to and its ID: the path down to its first segment that carries
 // a container ID (the shallowest: a container's own sub-cgroups, or a
-// container nested in it, belong to it). A path without one is a group of
-// its own, named by its last segment.
-func containerOf(p string) (cgroup, id string, hasID bool) {
+// container nested in it, belong to it). For a path without one it returns
+// p itself, its last segment without ".scope" as the name, and false.
+func ContainerOf(p string) (cgroup, id string, hasID bool) {
 	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
 	for i, s := range segs {
 		if id, ok := ContainerID(s); ok {
@@ -119,7 +119,7 @@ func Containers(procRoot string, version int) ([]Container, error) {
 		if !ok {
 			continue
 		}
-		key, id, hasID := containerOf(p)
+		key, id, hasID := ContainerOf(p)
 		c := groups[key]
 		if c == nil {
 			c = &Container{ID: id, HasID: hasID, Cgroup: key}
