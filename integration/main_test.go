@@ -100,6 +100,10 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
 		return 1
 	}
+	if err := buildImage(dir, goTool()); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: the image: %v\n", err)
+		return 1
+	}
 
 	code := m.Run()
 
@@ -119,16 +123,20 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-func build(dir string) error {
-	goTool, err := exec.LookPath("go")
+func goTool() string {
+	tool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = "/usr/local/go/bin/go"
+		tool = "/usr/local/go/bin/go"
 		if root := os.Getenv("GOROOT"); root != "" {
-			goTool = filepath.Join(root, "bin", "go")
+			tool = filepath.Join(root, "bin", "go")
 		}
 	}
+	return tool
+}
+
+func build(dir string) error {
 	binPath = filepath.Join(dir, "cgfreeze")
-	cmd := exec.Command(goTool, "build", "-o", binPath, "github.com/cgfreeze/cgfreeze")
+	cmd := exec.Command(goTool(), "build", "-o", binPath, "github.com/cgfreeze/cgfreeze")
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -45,26 +44,43 @@ type Container struct {
 	Processes []Process
 }
 
-// containerSegment matches one segment of a cgroup path that names a
-// container: its 64-hex-digit ID alone (cgroupfs driver: /docker/<id>,
-// /kubepods/<qos>/pod<uid>/<id>) or inside a systemd scope with the
-// runtime's prefix (docker-<id>.scope, cri-containerd-<id>.scope,
-// crio-<id>.scope, libpod-<id>.scope).
-var containerSegment = regexp.MustCompile(`^(?:[a-z][a-z0-9-]*-)?([0-9a-f]{64})(?:\.scope)?$`)
+// idLen is the length of a container ID: 64 hex digits (a SHA-256), as
+// Docker, containerd and CRI-O make them.
+const idLen = 64
 
 // ContainerID returns the container ID in one segment of a cgroup path, and
-// false when the segment names no container. CRI-O's conmon scope
+// false when the segment names no container. A segment names one when it is
+// the 64-hex-digit ID alone (cgroupfs driver: /docker/<id>,
+// /kubepods/<qos>/pod<uid>/<id>) or the ID inside a systemd scope with the
+// runtime's prefix (docker-<id>.scope, cri-containerd-<id>.scope,
+// crio-<id>.scope, libpod-<id>.scope). CRI-O's conmon scope
 // (crio-conmon-<id>.scope) holds the monitor, not the container, and is no
-// container.
+// container. (Hand-written rather than a regexp: the regexp package would
+// add a tenth to the binary.)
 func ContainerID(segment string) (string, bool) {
-	if strings.HasPrefix(segment, "crio-conmon-") {
+	s := strings.TrimSuffix(segment, ".scope")
+	if len(s) < idLen || strings.HasPrefix(s, "crio-conmon-") {
 		return "", false
 	}
-	m := containerSegment.FindStringSubmatch(segment)
-	if m == nil {
+	prefix, id := s[:len(s)-idLen], s[len(s)-idLen:]
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", false
+		}
+	}
+	if prefix == "" {
+		return id, true
+	}
+	// A runtime's prefix: a lower-case word, dashes allowed, ending in "-".
+	if !strings.HasSuffix(prefix, "-") || prefix[0] < 'a' || prefix[0] > 'z' {
 		return "", false
 	}
-	return m[1], true
+	for _, c := range prefix {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return "", false
+		}
+	}
+	return id, true
 }
 
 // ContainerOf returns the cgroup of the container that cgroup path p

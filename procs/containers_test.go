@@ -28,6 +28,11 @@ func TestContainerID(t *testing.T) {
 		{idApp[:63], "", false},
 		{strings.ToUpper(idApp), "", false},
 		{"..", "", false},
+		{"Docker-" + idApp + ".scope", "", false},
+		{"docker_" + idApp, "", false},
+		{"-" + idApp, "", false},
+		{idApp + ".slice", "", false},
+		{"x" + idApp, "", false},
 		{"", "", false},
 	} {
 		id, ok := ContainerID(tt.seg)
