@@ -84,11 +84,22 @@ func (rt *runtime) runc(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), runcDeadline)
 	defer cancel()
 	argv := rt.argv(args...)
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	// Output to a file, not a pipe: `runc exec -d` hands its stdio to the
+	// process it starts, which would hold a pipe open for good.
+	f, err := os.CreateTemp(rt.h.dir, "runc-*.out")
 	if err != nil {
-		return string(out), fmt.Errorf("runc %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return "", err
 	}
-	return string(out), nil
+	defer func() { _ = os.Remove(f.Name()) }()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Run()
+	_ = f.Close()
+	out := readAll(f.Name())
+	if err != nil {
+		return out, fmt.Errorf("runc %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out))
+	}
+	return out, nil
 }
 
 func (rt *runtime) must(args ...string) string {
