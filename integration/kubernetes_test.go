@@ -235,6 +235,13 @@ func TestKubectlDebugSharedPID(t *testing.T) {
 			rt.requireThawed("after the refusal", app)
 			rt.requireThawed("the pause container after the refusal", pause)
 
+			// No container has that ID: exit 3, with what it saw.
+			r, _ = rt.startAgent(pause, "-o", "json", "--container-id", "containerd://feedface")
+			e = r.requireRefusal(exitNoTarget)
+			if !strings.Contains(e.Error, `no container with ID "containerd://feedface"`) || !strings.Contains(e.Error, app.id) || !strings.Contains(e.Error, pause.id) {
+				t.Errorf("no-match error %q does not list the containers", e.Error)
+			}
+
 			pauseBefore := h.snapshot(pause.cg)
 			rt.agentCycle("--container-id", pause, app, syscall.SIGINT, func() {
 				rt.requireThawed("the pause container while the app is frozen", pause)
