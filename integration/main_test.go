@@ -3,9 +3,14 @@
 // `kubectl debug` layout (a target "container" with its own PID, mount and
 // cgroup namespaces, an agent in a sibling cgroup namespace, nsdelegate on).
 //
-// It needs root, util-linux (unshare, nsenter) and /bin/busybox
-// (busybox-static). Everything it creates is named cgfreeze-test-* and
-// removed when each test ends. cgfreeze is only ever pointed at processes the
+// It also builds the container image from the Dockerfile with buildah and
+// runs it under runc as an ephemeral container next to busybox containers
+// (kubernetes_test.go): the `kubectl debug` example of the README, on v1 and
+// v2, with runc exec, a shared PID namespace and runc pause.
+//
+// It needs root, util-linux (unshare, nsenter), /bin/busybox
+// (busybox-static), runc and buildah. Everything it creates is named
+// cgfreeze-test-* and removed when each test ends. cgfreeze is only ever pointed at processes the
 // tests started, with an explicit --pid, or at PID 1 of a PID namespace a test
 // made.
 //
