@@ -111,6 +111,7 @@ func (rt *runtime) agentCycle(what string, pidns, c *container, sig syscall.Sign
 	if frozen.Processes == nil || *frozen.Processes < len(c.w.counters) {
 		h.t.Errorf("%s: frozen event %s: want processes >= %d", what, frozen.raw, len(c.w.counters))
 	}
+	rt.requireAgent(what, r, agent, pidns, c)
 	rt.requireFrozen(what+": after the frozen event", c)
 	h.requireStill(what+": while frozen", c.cg, stillFor, c.w)
 	if whileFrozen != nil {
@@ -136,6 +137,35 @@ func (rt *runtime) agentCycle(what string, pidns, c *container, sig syscall.Sign
 	h.requireProgress(what+": after the thaw", c.w)
 	h.requireSameCgroups(what+": after the thaw", before, c.pid)
 	h.checkLeftovers()
+}
+
+// requireAgent checks the ephemeral-container emulation itself, from the
+// host: the process that froze c runs the image's binary (the unpacked
+// image's file, not the suite's build), in pidns's PID namespace, in the
+// agent container's own cgroup, and in cgroup and mount namespaces that are
+// neither the target's nor the host's.
+func (rt *runtime) requireAgent(what string, r *run, agent string, pidns, c *container) {
+	h := rt.h
+	h.t.Helper()
+	pid := r.cgfreezePid()
+	if fi, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || !os.SameFile(fi, imageBinInfo) {
+		h.t.Errorf("%s: the agent's process %d does not run the image's /cgfreeze (%v)", what, pid, err)
+	}
+	ns := func(p int, kind string) string {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", p, kind))
+		return l
+	}
+	if ns(pid, "pid") != ns(pidns.pid, "pid") {
+		h.t.Errorf("%s: the agent is in PID namespace %s, not the target's %s", what, ns(pid, "pid"), ns(pidns.pid, "pid"))
+	}
+	for _, kind := range []string{"cgroup", "mnt", "uts"} {
+		if own := ns(pid, kind); own == "" || own == ns(c.pid, kind) || own == ns(os.Getpid(), kind) {
+			h.t.Errorf("%s: the agent's %s namespace %q is not its own (target %s, host %s)", what, kind, own, ns(c.pid, kind), ns(os.Getpid(), kind))
+		}
+	}
+	if got, err := procCgroup(pid, rt.version); err != nil || got != rt.cgroup(agent).rel {
+		h.t.Errorf("%s: the agent is in cgroup %q (%v), not its own %q", what, got, err, rt.cgroup(agent).rel)
+	}
 }
 
 // TestKubectlDebug is the README's example: the image run with no
