@@ -257,6 +257,9 @@ func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 			log.Warn().Err(err).Msg("releasing the cgroup mount")
 		}
 	}()
+	// From here on c.pid is the process the target was resolved from
+	// (--container-id picks one), for whatever resolves it again.
+	c.pid = target.PID
 	log.Debug().Int("pid", c.pid).Str("cgroup", target.Path).Int("version", target.Version).
 		Str("strategy", string(target.Strategy)).Bool("entered_namespace", target.EnteredNamespace).Msg("target resolved")
 
