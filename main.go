@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgfreeze/cgfreeze/freezer"
+	"github.com/cgfreeze/cgfreeze/internal/faults"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 )
@@ -46,7 +47,7 @@ const (
 
 func main() {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 const usageHead = `cgfreeze freezes a container's processes through the cgroup freezer and
@@ -65,7 +66,7 @@ Run "cgfreeze <command> --help" for a command's flags; docs/usage.md has the
 events and exit codes.
 `
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "freeze"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -75,7 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "freeze", "thaw", "status":
-		return runTargetCommand(cmd, args, stdout, stderr)
+		return runTargetCommand(cmd, args, stdin, stdout, stderr)
+	case watchdogCommand:
+		return runWatchdog(args, stdout, stderr)
 	case "version":
 		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -132,6 +135,7 @@ type config struct {
 	procRoot  string
 	sysCgroup string
 	cgMount   string
+	leases    []string
 
 	// issue 3: the target by container ID, and whether --pid was given
 	// (the default PID 1 is checked for being a workload).
@@ -147,8 +151,10 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.IntVarP(&c.pid, "pid", "p", 1, "a process of the target; its cgroup is the target")
 	fs.StringVar(&c.containerID, "container-id", "", "the target by container ID or a unique prefix (matched in /proc/*/cgroup), instead of --pid")
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
+	var leases []string
 	if cmd == "freeze" {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
+		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
 	}
 	switch cmd {
 	case "freeze":
@@ -202,6 +208,11 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	if _, err := zerolog.ParseLevel(c.logLevel); err != nil {
 		bad = append(bad, fmt.Sprintf("--log-level: unknown level %q", c.logLevel))
 	}
+	if l, err := parseLeases(leases); err != nil {
+		bad = append(bad, err.Error())
+	} else {
+		c.leases = l
+	}
 	if len(bad) > 0 {
 		fmt.Fprintf(stderr, "cgfreeze: %s (see cgfreeze %s --help)\n", strings.Join(bad, "; "), cmd)
 		return c, exitUsage, false
@@ -233,7 +244,7 @@ func newLogger(c config, stderr io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
-func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
+func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c, code, ok := parseFlags(cmd, args, stdout, stderr)
 	if !ok {
 		return code
@@ -269,7 +280,7 @@ func runTargetCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
 	}
-	return freezeAndHold(c, ev, log, target, sigs)
+	return freezeAndHold(c, ev, log, target, sigs, stdin, stdout, stderr)
 }
 
 func base(t *freezer.Target) event {
@@ -283,7 +294,7 @@ func status(ev *emitter, log zerolog.Logger, t *freezer.Target) int {
 	}
 	e := base(t)
 	e.Event, e.State, e.FrozenBy, e.Holder = "status", st.State, st.FrozenBy, st.Holder
-	e.Processes = &st.Processes
+	e.Processes, e.Held = &st.Processes, &st.Held
 	e.Namespace = "own"
 	if t.EnteredNamespace {
 		e.Namespace = "target"
@@ -313,28 +324,58 @@ func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target)
 	return exitOK
 }
 
-func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal) int {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	leaseEnded, err := startLeases(c.leases, stdin)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	wd, err := startWatchdog(c, stdout, stderr)
+	if err != nil {
+		return fail(ev, log, err)
+	}
+	defer func() {
+		// The watchdog stands down only when the target is known to be
+		// thawed: after a thaw, a rollback, or a refusal.
+		wd.stop(code != exitThawFailed)
+	}()
+
+	interruptible, interrupt := context.WithCancelCause(context.Background())
+	defer interrupt(nil)
+	ctx, cancel := context.WithTimeoutCause(interruptible, c.timeout, fmt.Errorf("the freeze took longer than --timeout %v", c.timeout))
 	defer cancel()
 	stopWatch := make(chan struct{})
+	caught := make(chan os.Signal, 1) // the signal the watch consumed, if any
 	go func() {
 		select {
 		case s := <-sigs:
 			log.Warn().Str("signal", s.String()).Msg("signal during the freeze: rolling back")
-			cancel()
+			interrupt(fmt.Errorf("interrupted by %v", s))
+			caught <- s
 		case <-stopWatch:
 		}
+		close(caught)
 	}()
 	start := time.Now()
 	frozen, err := freezer.Freeze(ctx, t)
 	close(stopWatch)
+	lateSignal, late := <-caught
 	if err != nil {
 		return fail(ev, log, err)
 	}
 	frozenAt := time.Now()
+	if rec := frozen.Recovered; rec.Recovered {
+		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
+		e := base(t)
+		e.Event, e.State, e.Reason = "recovered", "thawed", "leftover"
+		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
+		ev.emit(e)
+	}
 	e := base(t)
 	e.Event, e.Processes, e.ElapsedMS = "frozen", &frozen.Processes, ms(frozenAt.Sub(start))
 	ev.emit(e)
+	if err := faults.Point("hold"); err != nil {
+		log.Warn().Err(err).Msg("fault injected while holding")
+	}
 
 	var timer <-chan time.Time
 	if c.duration > 0 {
@@ -345,11 +386,18 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 	// Holding costs nothing: the goroutine sleeps until a signal or the timer.
 	e = base(t)
 	e.Event, e.Processes = "thawed", &frozen.Processes
-	select {
-	case s := <-sigs:
-		e.Reason, e.Signal = "signal", s.String()
-	case <-timer:
-		e.Reason = "duration"
+	if late {
+		// The signal came as the freeze was confirmed: end at once.
+		e.Reason, e.Signal = "signal", lateSignal.String()
+	} else {
+		select {
+		case s := <-sigs:
+			e.Reason, e.Signal = "signal", s.String()
+		case <-timer:
+			e.Reason = "duration"
+		case l := <-leaseEnded:
+			e.Reason = l
+		}
 	}
 	log.Debug().Str("reason", e.Reason).Msg("thawing")
 	// Further signals stay caught (sigs is still registered) and are
@@ -358,6 +406,10 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 	defer thawCancel()
 	thawStart := time.Now()
 	if err := frozen.Thaw(thawCtx); err != nil {
+		frozen.Abandon()
+		if st, serr := freezer.Inspect(t); serr == nil {
+			err = fmt.Errorf("%w; left: the target is %s with %d processes", err, st.State, st.Processes)
+		}
 		return fail(ev, log, err)
 	}
 	e.ElapsedMS, e.HeldMS = ms(time.Since(thawStart)), ms(thawStart.Sub(frozenAt))
@@ -375,7 +427,7 @@ var exitCodes = []struct {
 	code int
 	hint string
 }{
-	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 	{freezer.ErrTargetNotFound, exitNoTarget, ""},
 	{freezer.ErrAmbiguousContainer, exitUsage, ""},
 	{freezer.ErrUnsafeTarget, exitUnsafeTarget, ""},
@@ -418,6 +470,7 @@ type event struct {
 	FrozenBy  string  `json:"frozen_by,omitempty"`
 	Holder    int     `json:"holder,omitempty"`
 	Namespace string  `json:"namespace,omitempty"`
+	Held      *bool   `json:"held,omitempty"`
 	Error     string  `json:"error,omitempty"`
 	ExitCode  *int    `json:"exit_code,omitempty"`
 
@@ -470,6 +523,9 @@ func (em *emitter) emit(e event) {
 		add("holder", fmt.Sprint(e.Holder))
 	}
 	add("namespace", e.Namespace)
+	if e.Held != nil {
+		add("held", fmt.Sprint(*e.Held))
+	}
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)

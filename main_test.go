@@ -26,7 +26,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(args, &out, &errb)
+	code = run(args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -97,7 +97,7 @@ func TestHelpAliases(t *testing.T) {
 func TestHelpMentionsDocumentedFlags(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join("docs", "usage.md"))
 	if err != nil {
-		t.Skipf("docs/usage.md: %v", err)
+		t.Fatalf("docs/usage.md: %v", err)
 	}
 	// "| `-p, --pid int` | ..." rows of the flag tables.
 	flagRow := regexp.MustCompile("(?m)^\\| `(?:-[a-z], )?(--[a-z-]+)")
@@ -108,7 +108,7 @@ func TestHelpMentionsDocumentedFlags(t *testing.T) {
 	if len(flags) < 10 {
 		t.Fatalf("found only %d flags in docs/usage.md: %q", len(flags), flags)
 	}
-	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}}
+	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}, "--lease": {"freeze"}}
 	for _, cmd := range []string{"freeze", "thaw", "status"} {
 		_, help, _ := runCapture(t, cmd, "--help")
 		for _, f := range flags {
@@ -159,6 +159,9 @@ func TestUsageErrors(t *testing.T) {
 		{"version takes no flags", []string{"version", "--pid", "1"}, "unknown flag: --pid"},
 		{"pid and container-id", []string{"--pid", "1", "--container-id", "abc", "--proc", proc}, "--pid and --container-id name the target twice: give one"},
 		{"empty container-id", []string{"status", "--container-id", " ", "--proc", proc}, "--container-id must not be empty"},
+		{"bad lease", []string{"--lease", "tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
+		{"bad lease in a list", []string{"--lease", "stdin,tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
+		{"lease is not a thaw flag", []string{"thaw", "--lease", "stdin", "--proc", proc}, "unknown flag: --lease"},
 		{"version takes no arguments", []string{"version", "extra"}, `version takes no arguments, got ["extra"]`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,11 +310,11 @@ func TestFailExitCodes(t *testing.T) {
 		{"freeze failed", fmt.Errorf("%w: timed out", freezer.ErrFreezeFailed), exitFreezeFailed,
 			"freeze did not complete: timed out: the freeze was rolled back; the target runs as before"},
 		{"thaw failed", fmt.Errorf("%w: busy", freezer.ErrThawFailed), exitThawFailed,
-			"thaw did not complete: busy: the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+			"thaw did not complete: busy: the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 		// A freeze that failed and whose rollback failed too leaves the
 		// target frozen: the thaw failure decides.
 		{"rollback failed", fmt.Errorf("%w: timed out; the rollback failed too: %w", freezer.ErrFreezeFailed, freezer.ErrThawFailed), exitThawFailed,
-			"freeze did not complete: timed out; the rollback failed too: thaw did not complete: the target may still be frozen: run `cgfreeze thaw` with the same --pid"},
+			"freeze did not complete: timed out; the rollback failed too: thaw did not complete: the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, logs bytes.Buffer

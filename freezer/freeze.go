@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cgfreeze/cgfreeze/internal/faults"
 	"github.com/cgfreeze/cgfreeze/mount"
 	"github.com/cgfreeze/cgfreeze/procs"
 	"golang.org/x/sys/unix"
@@ -41,24 +43,51 @@ type Frozen struct {
 	// Processes is the number of processes in the target's cgroup tree
 	// when the freeze was confirmed.
 	Processes int
+	// Recovered tells what Freeze undid first: the leftovers of a
+	// cgfreeze that died holding this target.
+	Recovered Recovery
 	// children are the target's child cgroups that the subtree strategy
 	// froze in place.
 	children []string
+	// lock is the holder's lock on the target, kept until the thaw.
+	lock *os.File
 }
 
 // Freeze freezes the target and returns once the kernel confirms it (v1
 // freezer.state FROZEN, v2 cgroup.events "frozen 1"). ctx must carry a
 // deadline; when it expires or is cancelled first, everything done is
 // rolled back and the error wraps ErrFreezeFailed (and ErrThawFailed if the
-// rollback failed too). A target frozen already is refused with
-// ErrAlreadyFrozen and left alone.
+// rollback failed too).
+//
+// The caller becomes the target's holder: a second Freeze or Recover, from
+// this process or any other, is refused with ErrAlreadyFrozen until Thaw
+// succeeds or the holder dies. Leftovers of a holder that died are undone
+// first (Frozen.Recovered says so). A target frozen by another tool is
+// refused with ErrAlreadyFrozen and left alone.
 func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		return nil, errors.New("freezer.Freeze needs a context with a deadline")
 	}
 	f := &Frozen{Target: t}
-	err := t.fs.Do(func(root *mount.Root) error {
-		var err error
+	err := t.fs.Do(func(root *mount.Root) (err error) {
+		lock, err := lockTarget(root, t.Path)
+		if errors.Is(err, errHeld) {
+			return heldError(root, t.Path)
+		}
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = lock.Close()
+			}
+		}()
+		if err := faults.Point("freeze:locked"); err != nil {
+			return err
+		}
+		if f.Recovered, err = recoverLocked(ctx, root, t); err != nil {
+			return err
+		}
 		switch t.Strategy {
 		case StrategyFreezer:
 			err = f.freezeV1(ctx, root)
@@ -72,6 +101,17 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		if err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			// Confirmed, but too late, or after the caller gave up
+			// (a signal): the caller no longer waits for this freeze.
+			return rollback(fmt.Errorf("%w: %w", ErrFreezeFailed, context.Cause(ctx)), func(ctx context.Context) error {
+				return thaw(ctx, root, t.Path, t.Strategy, f.children)
+			})
+		}
+		if err := faults.Point("freeze:confirmed"); err != nil {
+			return err
+		}
+		f.lock = lock
 		f.Processes, err = countProcesses(root, t.Path)
 		return err
 	})
@@ -91,7 +131,34 @@ func (f *Frozen) Thaw(ctx context.Context) error {
 	}
 	t := f.Target
 	return t.fs.Do(func(root *mount.Root) error {
-		return retryThaw(ctx, func() error { return thaw(ctx, root, t.Path, t.Strategy, f.children) })
+		if err := faults.Point("thaw:started"); err != nil {
+			return fmt.Errorf("%w: %w", ErrThawFailed, err)
+		}
+		if err := retryThaw(ctx, func() error { return thaw(ctx, root, t.Path, t.Strategy, f.children) }); err != nil {
+			return err
+		}
+		if err := faults.Point("thaw:confirmed"); err != nil {
+			return fmt.Errorf("%w: %w", ErrThawFailed, err)
+		}
+		if f.lock != nil {
+			_ = f.lock.Close()
+			f.lock = nil
+		}
+		return nil
+	})
+}
+
+// Abandon gives up the holder's lock without thawing, for a caller whose
+// Thaw failed and that hands the target over to a watchdog or to `cgfreeze
+// thaw`, which need the lock to recover it.
+func (f *Frozen) Abandon() {
+	t := f.Target
+	_ = t.fs.Do(func(*mount.Root) error {
+		if f.lock != nil {
+			_ = f.lock.Close()
+			f.lock = nil
+		}
+		return nil
 	})
 }
 
@@ -136,13 +203,11 @@ func rollback(err error, undo func(ctx context.Context) error) error {
 }
 
 // alreadyFrozen explains a target that is frozen before cgfreeze touched it.
-func alreadyFrozen(root *mount.Root, procRoot, markedPath, cgPath, state string) error {
+func alreadyFrozen(root *mount.Root, markedPath, cgPath, state string) error {
 	m, err := readMark(root, markedPath)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %s is %s; its cgfreeze mark cannot be read: %w", ErrAlreadyFrozen, cgPath, state, err)
-	case m != nil && m.alive(procRoot):
-		return fmt.Errorf("%w: %s is held by a running cgfreeze (PID %d, since %s); end that one (SIGTERM) to thaw", ErrAlreadyFrozen, cgPath, m.Holder, m.Since.Format(time.RFC3339))
 	case m != nil:
 		return fmt.Errorf("%w: %s was left %s by a cgfreeze that is gone (PID %d, since %s); run `cgfreeze thaw` with the same --pid to undo it", ErrAlreadyFrozen, cgPath, state, m.Holder, m.Since.Format(time.RFC3339))
 	}
@@ -159,7 +224,7 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 		return classify(err)
 	}
 	if state != "THAWED" {
-		return alreadyFrozen(root, t.procRoot, t.Path, t.Path, strings.ToLower(state))
+		return alreadyFrozen(root, t.Path, t.Path, strings.ToLower(state))
 	}
 	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyFreezer)); err != nil {
 		return err
@@ -169,6 +234,9 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 			err = rollback(err, func(ctx context.Context) error { return thawV1(ctx, root, t.Path) })
 		}
 	}()
+	if err := faults.Point("freeze:marked"); err != nil {
+		return err
+	}
 	backoff := v1BackoffBase
 	for i := 1; ; i++ {
 		if i%v1ThawEvery == 0 {
@@ -182,6 +250,9 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 		if err := root.WriteFile(stateFile, "FROZEN"); err != nil {
 			return classify(err)
 		}
+		if err := faults.Point("freeze:written"); err != nil {
+			return err
+		}
 		state, err := root.ReadFile(stateFile)
 		if err != nil {
 			return classify(err)
@@ -190,7 +261,7 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, ctx.Err())
+			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, context.Cause(ctx))
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, v1MaxBackoff)
@@ -204,6 +275,9 @@ func thawV1(ctx context.Context, root *mount.Root, cgPath string) error {
 			return nil
 		}
 		return classify(err)
+	}
+	if err := faults.Point("thaw:written"); err != nil {
+		return err
 	}
 	for {
 		// freezer.state shows the combined state with the ancestors;
@@ -240,7 +314,11 @@ func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool)
 		deadline, _ := ctx.Deadline()
 		remaining := time.Until(deadline)
 		if ctx.Err() != nil || remaining <= 0 {
-			return fmt.Errorf("%s still says frozen %d: %w", events, btoi(frozen), context.DeadlineExceeded)
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return fmt.Errorf("%s still says frozen %d: %w", events, btoi(frozen), cause)
 		}
 		w.Wait(min(remaining, pollFallback))
 	}
@@ -293,7 +371,7 @@ func (f *Frozen) freezeDirect(ctx context.Context, root *mount.Root) (err error)
 		return classify(err)
 	}
 	if requested || frozen {
-		return alreadyFrozen(root, t.procRoot, t.Path, t.Path, stateName(requested, frozen))
+		return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
 	}
 	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyDirect)); err != nil {
 		return err
@@ -303,8 +381,14 @@ func (f *Frozen) freezeDirect(ctx context.Context, root *mount.Root) (err error)
 			err = rollback(err, func(ctx context.Context) error { return thawDirect(ctx, root, t.Path) })
 		}
 	}()
+	if err := faults.Point("freeze:marked"); err != nil {
+		return err
+	}
 	if err := root.WriteFile(path.Join(t.Path, "cgroup.freeze"), "1"); err != nil {
 		return classify(err)
+	}
+	if err := faults.Point("freeze:written"); err != nil {
+		return err
 	}
 	if err := waitFrozen(ctx, root, t.Path, true); err != nil {
 		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
@@ -315,6 +399,9 @@ func (f *Frozen) freezeDirect(ctx context.Context, root *mount.Root) (err error)
 func thawDirect(ctx context.Context, root *mount.Root, cgPath string) error {
 	if err := root.WriteFile(path.Join(cgPath, "cgroup.freeze"), "0"); err != nil {
 		return ignoreCgroupRemoved(classify(err))
+	}
+	if err := faults.Point("thaw:written"); err != nil {
+		return err
 	}
 	if err := waitFrozen(ctx, root, cgPath, false); err != nil {
 		return ignoreCgroupRemoved(err)
@@ -328,14 +415,14 @@ func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error
 	if ok, err := root.Exists(child); err != nil {
 		return err
 	} else if ok {
-		return alreadyFrozen(root, t.procRoot, child, t.Path, "frozen through "+child)
+		return alreadyFrozen(root, child, t.Path, "frozen through "+child)
 	}
 	requested, frozen, err := v2State(root, t.Path)
 	if err != nil {
 		return classify(err)
 	}
 	if requested || frozen {
-		return alreadyFrozen(root, t.procRoot, t.Path, t.Path, stateName(requested, frozen))
+		return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
 	}
 	// The child cgroups of the target are frozen where they are; those
 	// frozen already belong to someone else and are left alone.
@@ -355,7 +442,7 @@ func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error
 
 	if err := root.Mkdir(child); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return alreadyFrozen(root, t.procRoot, child, t.Path, "frozen through "+child)
+			return alreadyFrozen(root, child, t.Path, "frozen through "+child)
 		}
 		return classify(err)
 	}
@@ -364,9 +451,15 @@ func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error
 			err = rollback(err, func(ctx context.Context) error { return thawSubtree(ctx, root, t.Path, f.children) })
 		}
 	}()
+	if err := faults.Point("freeze:child-created"); err != nil {
+		return err
+	}
 	m := newMark(t.procRoot, StrategySubtree)
 	m.Children = f.children
 	if err := writeMark(root, child, m); err != nil {
+		return err
+	}
+	if err := faults.Point("freeze:marked"); err != nil {
 		return err
 	}
 	// The destination is frozen while still empty, so that every process
@@ -377,13 +470,22 @@ func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error
 	if err := waitFrozen(ctx, root, child, true); err != nil {
 		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
 	}
-	if err := migrate(ctx, root, t.Path, child); err != nil {
+	if err := faults.Point("freeze:child-frozen"); err != nil {
+		return err
+	}
+	if err := migrate(ctx, root, t.Path, child, "freeze:half-migrated"); err != nil {
 		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+	}
+	if err := faults.Point("freeze:migrated"); err != nil {
+		return err
 	}
 	for _, name := range f.children {
 		if err := root.WriteFile(path.Join(t.Path, name, "cgroup.freeze"), "1"); err != nil {
 			return classify(err)
 		}
+	}
+	if err := faults.Point("freeze:written"); err != nil {
+		return err
 	}
 	for _, name := range append([]string{ChildName}, f.children...) {
 		if err := waitFrozen(ctx, root, path.Join(t.Path, name), true); err != nil {
@@ -408,7 +510,13 @@ func thawSubtree(ctx context.Context, root *mount.Root, cgPath string, children 
 		if err := root.WriteFile(path.Join(child, "cgroup.freeze"), "0"); ignoreCgroupRemoved(err) != nil {
 			return classify(err)
 		}
-		if err := migrate(ctx, root, child, cgPath); ignoreCgroupRemoved(err) != nil {
+		if err := faults.Point("thaw:written"); err != nil {
+			return err
+		}
+		if err := migrate(ctx, root, child, cgPath, "thaw:half-restored"); ignoreCgroupRemoved(err) != nil {
+			return err
+		}
+		if err := faults.Point("thaw:restored"); err != nil {
 			return err
 		}
 		if err := root.Rmdir(child); ignoreCgroupRemoved(err) != nil {
@@ -426,7 +534,8 @@ func thawSubtree(ctx context.Context, root *mount.Root, cgPath string, children 
 // migrate moves every process of src (its own processes, not those of its
 // children) into dst, one write(2) of one PID at a time, until src lists
 // none: a process that forks meanwhile is caught by the next round.
-func migrate(ctx context.Context, root *mount.Root, src, dst string) error {
+// halfway is the fault point passed once half of the first round moved.
+func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) error {
 	if src == dst {
 		return nil
 	}
@@ -452,7 +561,7 @@ func migrate(ctx context.Context, root *mount.Root, src, dst string) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%d processes still in %s: %w", len(pids), src, ctx.Err())
+			return fmt.Errorf("%d processes still in %s: %w", len(pids), src, context.Cause(ctx))
 		}
 		moved, hidden := 0, 0
 		seen := make(map[int]bool, len(pids))
@@ -473,6 +582,11 @@ func migrate(ctx context.Context, root *mount.Root, src, dst string) error {
 			}
 			if ok {
 				moved++
+			}
+			if len(seen) == (len(pids)+1)/2 {
+				if err := faults.Point(halfway); err != nil {
+					return err
+				}
 			}
 		}
 		if hidden == len(pids) {

@@ -55,14 +55,3 @@ func readMark(root *mount.Root, cgPath string) (*mark, error) {
 	}
 	return &m, nil
 }
-
-// alive tells whether the cgfreeze that set m still runs. It can tell only
-// for a holder in the caller's PID namespace; any other is taken for dead.
-func (m *mark) alive(procRoot string) bool {
-	ns, err := procs.Namespace(procRoot, os.Getpid(), "pid")
-	if err != nil || ns != m.PIDNS || m.Holder == os.Getpid() {
-		return false
-	}
-	start, err := procs.StartTime(procRoot, m.Holder)
-	return err == nil && start == m.Start
-}

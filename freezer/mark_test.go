@@ -122,45 +122,4 @@ func TestNewMarkWithoutProc(t *testing.T) {
 	if m.Holder != os.Getpid() || m.PIDNS != 0 || m.Start != 0 || m.Strategy != StrategyFreezer {
 		t.Errorf("newMark(no proc) = %#v, want holder %d with zero pidns and start", m, os.Getpid())
 	}
-	// Such a mark never counts as alive.
-	if m.alive(filepath.Join(t.TempDir(), "nonexistent")) {
-		t.Error("alive(mark without pidns) = true, want false")
-	}
-}
-
-func TestMarkAlive(t *testing.T) {
-	self := os.Getpid()
-	holder := 77
-	if holder == self {
-		holder = 78
-	}
-	const ns = "pid:[4026532452]"
-	const nsNum = 4026532452
-	for _, tt := range []struct {
-		name    string
-		selfNS  string // "" for no ns/pid link
-		holder  bool   // whether the holder is in the proc tree
-		start   uint64 // the holder's start time in the tree
-		m       mark
-		want    bool
-		comment string
-	}{
-		{"holder running", ns, true, 555, mark{Holder: holder, PIDNS: nsNum, Start: 555}, true, ""},
-		{"PID reused", ns, true, 556, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, "another process has the holder's PID"},
-		{"holder gone", ns, false, 0, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, ""},
-		{"other PID namespace", "pid:[4026531836]", true, 555, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, "the holder's PID means nothing here"},
-		{"own namespace unknown", "", true, 555, mark{Holder: holder, PIDNS: nsNum, Start: 555}, false, ""},
-		{"holder is the caller", ns, true, 555, mark{Holder: self, PIDNS: nsNum, Start: 999}, false, "a mark of our own PID is a predecessor's"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			root := t.TempDir()
-			writeProc(t, root, self, tt.selfNS, 999)
-			if tt.holder {
-				writeProc(t, root, holder, ns, tt.start)
-			}
-			if got := tt.m.alive(root); got != tt.want {
-				t.Errorf("alive(%#v) = %v, want %v %s", tt.m, got, tt.want, tt.comment)
-			}
-		})
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/cgfreeze/cgfreeze/mount"
 )
@@ -21,6 +22,9 @@ type Status struct {
 	FrozenBy string
 	// Holder is the PID of the cgfreeze that froze it, from its mark.
 	Holder int
+	// Held tells whether a live cgfreeze holds the target now (its lock is
+	// taken); a mark without a holder is a dead cgfreeze's leftover.
+	Held bool
 	// Processes counts the processes in the target's cgroup tree.
 	Processes int
 }
@@ -57,6 +61,7 @@ func Inspect(t *Target) (Status, error) {
 				st.State = stateName(requested, frozen)
 			}
 		}
+		st.Held = isHeld(root, t.Path)
 		if st.State == "thawed" {
 			return nil
 		}
@@ -83,53 +88,73 @@ type Recovery struct {
 	Strategy Strategy
 }
 
-// Recover undoes a freeze that a cgfreeze left on the target: a frozen
-// target carrying cgfreeze's mark, or a cgfreeze child cgroup (its processes
-// go back to the target, child cgroups it froze are thawed, it is removed).
-// Nothing frozen is no error. A freeze by someone else, or one held by a
-// cgfreeze that still runs, is refused with ErrAlreadyFrozen and left alone.
-// ctx must carry a deadline.
+// Recover undoes a freeze that a cgfreeze left on the target when it died:
+// a frozen target carrying cgfreeze's mark, or a cgfreeze child cgroup (its
+// processes go back to the target, child cgroups it froze are thawed, it is
+// removed). Nothing frozen is no error. A freeze by someone else, or one
+// that a live cgfreeze holds, is refused with ErrAlreadyFrozen and left
+// alone. ctx must carry a deadline.
 func Recover(ctx context.Context, t *Target) (Recovery, error) {
+	return RecoverReleased(ctx, t, 0)
+}
+
+// RecoverReleased is Recover for a caller that knows the holder has just
+// died (a watchdog): it waits up to wait for the kernel to release the
+// holder's lock. A lock still held after that belongs to another live
+// cgfreeze, and is refused as Recover refuses it.
+func RecoverReleased(ctx context.Context, t *Target, wait time.Duration) (Recovery, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		return Recovery{}, errors.New("freezer.Recover needs a context with a deadline")
 	}
 	var rec Recovery
 	err := t.fs.Do(func(root *mount.Root) error {
-		markedPath, strategy := t.Path, t.Strategy
-		childExists := false
-		if t.Version == 2 {
-			child := path.Join(t.Path, ChildName)
-			ok, err := root.Exists(child)
-			if err != nil {
-				return err
-			}
-			if ok {
-				childExists = true
-				markedPath, strategy = child, StrategySubtree
-			}
+		lock, err := lockTargetWait(root, t.Path, wait)
+		if errors.Is(err, errHeld) {
+			return heldError(root, t.Path)
 		}
-		m, err := readMark(root, markedPath)
 		if err != nil {
 			return err
 		}
-		if m == nil {
-			if childExists {
-				// A child without a mark is cgfreeze's all the same (its
-				// name says so): the mark is written right after mkdir.
-				m = &mark{Strategy: StrategySubtree}
-			} else {
-				return refuseForeignFreeze(root, t)
-			}
-		}
-		if m.alive(t.procRoot) {
-			return fmt.Errorf("%w: %s is held by a running cgfreeze (PID %d, since %s); end that one (SIGTERM) instead", ErrAlreadyFrozen, t.Path, m.Holder, m.Since.Format("2006-01-02T15:04:05Z07:00"))
-		}
-		if m.Strategy != "" {
-			strategy = m.Strategy
-		}
-		rec = Recovery{Recovered: true, Holder: m.Holder, Strategy: strategy}
-		return retryThaw(ctx, func() error { return thaw(ctx, root, t.Path, strategy, m.Children) })
+		defer lock.Close()
+		rec, err = recoverLocked(ctx, root, t)
+		return err
 	})
+	return rec, err
+}
+
+// recoverLocked is Recover for a caller that holds the target's lock: any
+// mark found is a dead holder's.
+func recoverLocked(ctx context.Context, root *mount.Root, t *Target) (Recovery, error) {
+	markedPath, strategy := t.Path, t.Strategy
+	childExists := false
+	if t.Version == 2 {
+		child := path.Join(t.Path, ChildName)
+		ok, err := root.Exists(child)
+		if err != nil {
+			return Recovery{}, err
+		}
+		if ok {
+			childExists = true
+			markedPath, strategy = child, StrategySubtree
+		}
+	}
+	m, err := readMark(root, markedPath)
+	if err != nil {
+		return Recovery{}, err
+	}
+	if m == nil {
+		if !childExists {
+			return Recovery{}, refuseForeignFreeze(root, t)
+		}
+		// A child without a mark is cgfreeze's all the same (its name
+		// says so): the holder died between mkdir and the mark.
+		m = &mark{Strategy: StrategySubtree}
+	}
+	if m.Strategy != "" {
+		strategy = m.Strategy
+	}
+	rec := Recovery{Recovered: true, Holder: m.Holder, Strategy: strategy}
+	err = retryThaw(ctx, func() error { return thaw(ctx, root, t.Path, strategy, m.Children) })
 	return rec, err
 }
 

@@ -53,7 +53,7 @@ func (h *harness) checkLeftovers() {
 	for _, root := range h.roots {
 		all, err := root.walk()
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed already (a runtime's cleanup): nothing left in it
+			continue // the test removed it
 		}
 		if err != nil {
 			h.t.Errorf("leftovers: %v", err)

@@ -229,29 +229,12 @@ func TestThawLeftover(t *testing.T) {
 			h := newHarness(t)
 			tg := h.newTarget(k, targetOpts{nested: true})
 			before := h.snapshot(tg.cg)
-			r := tg.start("")
-			r.waitEvent("frozen")
-			holder := tg.holderPid(r)
-			if err := syscall.Kill(r.cgfreezePid(), syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-r.exited:
-			case <-time.After(exitDeadline):
-				t.Fatalf("cgfreeze does not die of SIGKILL: %s", r.describe())
-			}
-			tg.requireFrozen("after SIGKILL")
+			holder := tg.leaveFrozen()
 			h.requireStill("after SIGKILL", tg.cg, stillFor/2, tg.w)
 			tg.requireStatus("status of the leftover", "frozen", "cgfreeze", holder)
 
-			e := tg.start("").requireRefusal(exitAlreadyFrozen)
-			if !strings.Contains(e.Error, "thaw") {
-				t.Logf("note: error %q does not point at `cgfreeze thaw`", e.Error)
-			}
-			tg.requireFrozen("after the refused freeze")
-
-			r = tg.start("thaw")
-			e = r.nextEvent()
+			r := tg.start("thaw")
+			e := r.nextEvent()
 			if code := r.wait(); code != 0 {
 				t.Errorf("thaw exit code %d, want 0: %s", code, r.describe())
 			}
@@ -269,6 +252,50 @@ func TestThawLeftover(t *testing.T) {
 				t.Errorf("second thaw exit code %d, want 0: %s", code, r.describe())
 			}
 			h.checkLeftovers()
+
+			// A new freeze that meets a leftover recovers it first and
+			// says so.
+			holder = tg.leaveFrozen()
+			r = tg.start("", "--duration", "300ms")
+			e = r.waitEvent("recovered")
+			if e.Reason != "leftover" || e.Holder != holder {
+				t.Errorf("freeze over a leftover: event %s, want recovered, reason leftover, holder %d", e.raw, holder)
+			}
+			r.waitEvent("frozen")
+			tg.requireFrozen("frozen over a recovered leftover")
+			r.waitEvent("thawed")
+			if code := r.wait(); code != 0 {
+				t.Errorf("freeze over a leftover: exit code %d, want 0: %s", code, r.describe())
+			}
+			h.requireProgress("after the freeze over a leftover", tg.w)
+			h.requireSameCgroups("after the freeze over a leftover", before, tg.w.pid)
+			h.checkLeftovers()
 		})
 	}
+}
+
+// leaveFrozen makes the leftover that the watchdog cannot prevent: it
+// SIGKILLs the watchdog, then the holder, as when a whole container is
+// killed at once. It returns the holder's PID as the mark records it.
+func (tg *target) leaveFrozen() int {
+	h := tg.h
+	h.t.Helper()
+	r := tg.start("")
+	r.waitEvent("frozen")
+	holder := tg.holderPid(r)
+	wd := r.watchdogPid()
+	if err := syscall.Kill(wd, syscall.SIGKILL); err != nil {
+		h.t.Fatal(err)
+	}
+	h.waitGone("the killed watchdog", wd)
+	if err := syscall.Kill(r.cgfreezePid(), syscall.SIGKILL); err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case <-r.exited:
+	case <-time.After(exitDeadline):
+		h.t.Fatalf("cgfreeze does not die of SIGKILL: %s", r.describe())
+	}
+	tg.requireFrozen("after SIGKILL of the watchdog and the holder")
+	return holder
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +34,7 @@ type event struct {
 	FrozenBy  string   `json:"frozen_by"`
 	Holder    int      `json:"holder"`
 	Namespace string   `json:"namespace"`
+	Held      *bool    `json:"held"`
 	Error     string   `json:"error"`
 	ExitCode  *int     `json:"exit_code"`
 
@@ -44,7 +46,7 @@ type event struct {
 
 // documentedFields are the fields docs/usage.md lists.
 var documentedFields = []string{"event", "pid", "container_id", "cgroup", "version", "strategy", "processes", "elapsed_ms",
-	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "error", "exit_code"}
+	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "error", "exit_code"}
 
 // numericFields are the fields that text mode prints as numbers.
 var numericFields = []string{"pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code"}
@@ -128,6 +130,13 @@ type run struct {
 // up exec'ing it) with stdout read line by line.
 func (h *harness) startCgfreeze(desc string, argv []string) *run {
 	h.t.Helper()
+	return h.startCgfreezeStdin(desc, argv, nil)
+}
+
+// startCgfreezeStdin is startCgfreeze with stdin read from the given file
+// (nil: /dev/null).
+func (h *harness) startCgfreezeStdin(desc string, argv []string, stdin *os.File) *run {
+	h.t.Helper()
 	r := &run{h: h, desc: desc, events: make(chan event, 256), exited: make(chan struct{})}
 	r.stderr = filepath.Join(h.dir, fmt.Sprintf("cgfreeze%d.stderr", len(h.runs)))
 	errf, err := os.Create(r.stderr)
@@ -141,6 +150,9 @@ func (h *harness) startCgfreeze(desc string, argv []string) *run {
 	}
 	r.cmd = exec.Command(argv[0], argv[1:]...)
 	r.cmd.Stdout = pw
+	if stdin != nil {
+		r.cmd.Stdin = stdin
+	}
 	r.cmd.Stderr = errf
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = r.cmd.Start()
@@ -314,7 +326,7 @@ func (r *run) cgfreezePid() int {
 	for time.Now().Before(deadline) {
 		root := r.cmd.Process.Pid
 		for _, pid := range append([]int{root}, descendants(root)...) {
-			if isCgfreeze(pid) {
+			if isCgfreeze(pid) && !isWatchdog(pid) {
 				r.pid = pid
 				return pid
 			}
@@ -326,6 +338,48 @@ func (r *run) cgfreezePid() int {
 	}
 	r.h.t.Fatalf("no cgfreeze process found: %s", r.describe())
 	return 0
+}
+
+// isWatchdog tells whether pid is a cgfreeze watchdog.
+func isWatchdog(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), "\x00__watchdog\x00")
+}
+
+// watchdogPid finds the holder's watchdog, its child.
+func (r *run) watchdogPid() int {
+	r.h.t.Helper()
+	holder := r.cgfreezePid()
+	deadline := time.Now().Add(startDeadline)
+	for time.Now().Before(deadline) {
+		for _, pid := range descendants(holder) {
+			if isWatchdog(pid) {
+				return pid
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.h.t.Fatalf("no watchdog below cgfreeze (PID %d): %s", holder, r.describe())
+	return 0
+}
+
+// waitGone waits until process pid has ended.
+func (h *harness) waitGone(what string, pid int) {
+	h.t.Helper()
+	deadline := time.Now().Add(exitDeadline)
+	for {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+			return // exited; its parent has not reaped it yet
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s (PID %d) still runs after %v", what, pid, exitDeadline)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (r *run) signal(sig syscall.Signal) {

@@ -3,7 +3,6 @@ package mount
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 
@@ -282,10 +281,4 @@ func (r *Root) ReadOnly() (bool, error) {
 		return false, err
 	}
 	return st.Flags&unix.ST_RDONLY != 0, nil
-}
-
-// procSelfFD is how a path-only API (inotify) reaches a file that is only
-// reachable through a descriptor of a detached mount.
-func procSelfFD(f *os.File) string {
-	return fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 }

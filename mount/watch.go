@@ -2,36 +2,41 @@ package mount
 
 import (
 	"errors"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Watcher wakes up when a cgroup file such as cgroup.events changes. Where
-// inotify is not available it degrades to a timer, so callers always re-read
-// the file after Wait and bound their loops themselves.
+// Watcher wakes up when a cgroup file such as cgroup.events changes.
+//
+// It polls the open file itself: kernfs, the cgroup file system, reports a
+// change of cgroup.events to poll(2) as POLLPRI|POLLERR, and re-arms when
+// the file is read again. inotify would do too, but closing an inotify
+// instance waits for an SRCU grace period (some 15 ms here), paid at every
+// wait. Where the file cannot be opened the Watcher degrades to a timer, so
+// callers always re-read the file after Wait and bound their loops
+// themselves.
 type Watcher struct {
-	fd int // inotify descriptor, or -1
+	f *os.File // nil: a timer
 }
 
-// Watch starts watching a file below the root for modification.
+// Watch starts watching a file below the root. The change that arms the
+// watch is its first read, done here: a change after Watch returns wakes the
+// next Wait, even one that comes before Wait is called.
 func (r *Root) Watch(p string) *Watcher {
 	f, err := r.Open(p, unix.O_RDONLY)
 	if err != nil {
-		return &Watcher{fd: -1}
+		return &Watcher{}
 	}
-	defer f.Close()
-	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return &Watcher{fd: -1}
-	}
-	// The file lives in a detached mount, reachable only through the
-	// descriptor; inotify takes a path, which /proc/self/fd provides.
-	if _, err := unix.InotifyAddWatch(ifd, procSelfFD(f), unix.IN_MODIFY); err != nil {
-		unix.Close(ifd)
-		return &Watcher{fd: -1}
-	}
-	return &Watcher{fd: ifd}
+	w := &Watcher{f: f}
+	w.arm()
+	return w
+}
+
+func (w *Watcher) arm() {
+	var buf [512]byte
+	_, _ = unix.Pread(int(w.f.Fd()), buf[:], 0)
 }
 
 // Wait returns after the file changed or after d, whichever comes first.
@@ -39,7 +44,7 @@ func (w *Watcher) Wait(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	if w.fd < 0 {
+	if w.f == nil {
 		time.Sleep(d)
 		return
 	}
@@ -47,26 +52,21 @@ func (w *Watcher) Wait(d time.Duration) {
 	if ms == 0 {
 		ms = 1
 	}
-	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(w.f.Fd()), Events: unix.POLLPRI}}
 	n, err := unix.Poll(fds, ms)
 	if err != nil && !errors.Is(err, unix.EINTR) {
 		time.Sleep(d)
 		return
 	}
 	if n > 0 {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := unix.Read(w.fd, buf); err != nil {
-				break
-			}
-		}
+		w.arm()
 	}
 }
 
 // Close stops watching.
 func (w *Watcher) Close() {
-	if w.fd >= 0 {
-		unix.Close(w.fd)
-		w.fd = -1
+	if w.f != nil {
+		_ = w.f.Close()
+		w.f = nil
 	}
 }
