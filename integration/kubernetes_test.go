@@ -300,7 +300,7 @@ func TestKubectlDebugRuncPause(t *testing.T) {
 			}
 			r, agent := rt.startAgent(app, "-o", "json")
 			e := r.requireRefusal(exitAlreadyFrozen)
-			if !strings.Contains(e.Error, "someone else") || !strings.Contains(e.Error, "runc pause") {
+			if !strings.Contains(e.Error, "someone else") || !strings.Contains(e.Error, "runc") {
 				t.Errorf("refusal %q does not say that another tool froze the target", e.Error)
 			}
 			rt.requireGone("after the refusal", agent)
