@@ -396,5 +396,8 @@ func restoreRootSubtree() error {
 			errs = append(errs, fmt.Errorf("disable %s: %w", ctrl, err))
 		}
 	}
-	return fmt.Errorf("%s had %q enabled at the end, not there before the suite (disabled now: %v)", file, added, errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s had %q enabled at the end, not there before the suite, and they cannot be disabled: %w", file, added, err)
+	}
+	return fmt.Errorf("%s had %q enabled at the end, not there before the suite (disabled now)", file, added)
 }
