@@ -47,6 +47,9 @@ var (
 	// cg2OrigOptions are its superblock options when the suite started;
 	// they are put back at the end if a test left them changed.
 	cg2OrigOptions []string
+	// cg2RootSubtree is the cgroup2 root's cgroup.subtree_control when the
+	// suite started.
+	cg2RootSubtree []string
 	// v1FreezerMount is where the v1 freezer hierarchy's root is mounted,
 	// "" when this machine has none.
 	v1FreezerMount string
@@ -111,6 +114,13 @@ func testMain(m *testing.M) int {
 	}
 
 	code := m.Run()
+
+	// runc enables controllers in the cgroup2 root's subtree_control; a
+	// runtime's cleanup disables them, and this is the safety net.
+	if err := restoreRootSubtree(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		code = 1
+	}
 
 	// A test that enabled nsdelegate restores the options itself; this is
 	// the safety net for one that failed half-way.
@@ -240,6 +250,11 @@ func discoverHost() error {
 	if cg2OrigOptions, err = cg2SuperOptions(); err != nil {
 		return err
 	}
+	sub, err := os.ReadFile(filepath.Join(cg2Mount, "cgroup.subtree_control"))
+	if err != nil {
+		return err
+	}
+	cg2RootSubtree = strings.Fields(string(sub))
 	ns, err := os.Readlink("/proc/self/ns/cgroup")
 	if err != nil {
 		return err
@@ -354,4 +369,35 @@ func warnStale() {
 			fmt.Fprintf(os.Stderr, "integration: warning: %s is left from an earlier run (or another run is going on); remove it by hand: thaw, kill its processes, rmdir\n", d)
 		}
 	}
+}
+
+// restoreRootSubtree disables the controllers that were enabled in the
+// cgroup2 root's cgroup.subtree_control during the suite (runc enables every
+// available one on its way down to a container's cgroup) and reports that
+// it had to.
+func restoreRootSubtree() error {
+	file := filepath.Join(cg2Mount, "cgroup.subtree_control")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var added []string
+	for _, ctrl := range strings.Fields(string(b)) {
+		if !slices.Contains(cg2RootSubtree, ctrl) {
+			added = append(added, ctrl)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, ctrl := range added {
+		if err := os.WriteFile(file, []byte("-"+ctrl), 0); err != nil {
+			errs = append(errs, fmt.Errorf("disable %s: %w", ctrl, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s had %q enabled at the end, not there before the suite, and they cannot be disabled: %w", file, added, err)
+	}
+	return fmt.Errorf("%s had %q enabled at the end, not there before the suite (disabled now)", file, added)
 }
