@@ -157,6 +157,8 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"status", "extra", "--proc", proc}, `unexpected arguments ["extra"]`},
 		{"command after flags", []string{"--proc", proc, "status"}, `unexpected arguments ["status"]`},
 		{"version takes no flags", []string{"version", "--pid", "1"}, "unknown flag: --pid"},
+		{"pid and container-id", []string{"--pid", "1", "--container-id", "abc", "--proc", proc}, "--pid and --container-id name the target twice: give one"},
+		{"empty container-id", []string{"status", "--container-id", " ", "--proc", proc}, "--container-id must not be empty"},
 		{"bad lease", []string{"--lease", "tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
 		{"bad lease in a list", []string{"--lease", "stdin,tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
 		{"lease is not a thaw flag", []string{"thaw", "--lease", "stdin", "--proc", proc}, "unknown flag: --lease"},
@@ -293,6 +295,8 @@ func TestFailExitCodes(t *testing.T) {
 		{"unexpected", errors.New("boom"), exitError, "boom"},
 		{"not found", fmt.Errorf("%w: process 4 does not exist in /proc (check --pid)", freezer.ErrTargetNotFound), exitNoTarget,
 			"target process not found: process 4 does not exist in /proc (check --pid)"},
+		{"ambiguous container", fmt.Errorf("%w: \"ab\" matches 2 containers", freezer.ErrAmbiguousContainer), exitUsage,
+			`ambiguous container ID: "ab" matches 2 containers`},
 		{"unsafe", fmt.Errorf("%w: cgroup / holds cgfreeze itself", freezer.ErrUnsafeTarget), exitUnsafeTarget,
 			"target refused: cgroup / holds cgfreeze itself"},
 		{"not privileged", fmt.Errorf("mount cgroup2 (): %w (operation not permitted)", freezer.ErrNotPrivileged), exitNotPrivileged,
@@ -475,6 +479,22 @@ func TestMS(t *testing.T) {
 		}
 		if got := ms(d); got != tt.want {
 			t.Errorf("ms(%s) = %v, want %v", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestMissingContainer: --container-id that matches no visible process's
+// cgroup exits 3 with what it saw (nothing, in an empty proc).
+func TestMissingContainer(t *testing.T) {
+	proc := t.TempDir()
+	for _, cmd := range []string{"status", "thaw", "freeze"} {
+		code, out, errs := runCapture(t, cmd, "--container-id", "containerd://0123abc", "-o", "json", "--cgroup-version", "2", "--proc", proc)
+		if code != exitNoTarget {
+			t.Errorf("%s: exit %d, want %d (stderr %q)", cmd, code, exitNoTarget, errs)
+		}
+		want := `{"event":"error","error":"target process not found: no container with ID \"containerd://0123abc\" among the processes in ` + proc + ` (cgroup v2); containers seen: none","exit_code":3}` + "\n"
+		if out != want {
+			t.Errorf("%s: stdout\n  %q\nwant\n  %q", cmd, out, want)
 		}
 	}
 }
