@@ -43,6 +43,7 @@ const (
 	exitAlreadyFrozen = 8
 	exitFreezeFailed  = 9
 	exitThawFailed    = 10
+	exitHolderDied    = 12
 )
 
 func main() {
@@ -77,8 +78,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "freeze", "thaw", "status":
 		return runTargetCommand(cmd, args, stdin, stdout, stderr)
-	case watchdogCommand:
-		return runWatchdog(args, stdout, stderr)
+	case holdCommand:
+		return runTargetCommand(holdCommand, args, stdin, stdout, stderr)
 	case "version":
 		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -136,6 +137,8 @@ type config struct {
 	sysCgroup string
 	cgMount   string
 	leases    []string
+	// parentPidfd is the holder's descriptor of a pidfd for --lease parent.
+	parentPidfd int
 
 	// issue 3: the target by container ID, and whether --pid was given
 	// (the default PID 1 is checked for being a workload).
@@ -152,12 +155,15 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.StringVar(&c.containerID, "container-id", "", "the target by container ID or a unique prefix (matched in /proc/*/cgroup), instead of --pid")
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
 	var leases []string
-	if cmd == "freeze" {
+	if cmd == "freeze" || cmd == holdCommand {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
 		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
 	}
+	if cmd == holdCommand {
+		fs.IntVar(&c.parentPidfd, "parent-pidfd", 0, "a pidfd whose process's exit ends the hold (--lease parent)")
+	}
 	switch cmd {
-	case "freeze":
+	case "freeze", holdCommand:
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the freeze, and then the thaw, may each take to complete; a freeze that does not is rolled back")
 	case "thaw":
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the thaw may take to complete")
@@ -279,8 +285,10 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		return status(ev, log, target)
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
+	case "freeze":
+		return supervise(c, ev, log, target, sigs, stdin, stdout, stderr)
 	}
-	return freezeAndHold(c, ev, log, target, sigs, stdin, stdout, stderr)
+	return freezeAndHold(c, ev, log, target, sigs, stdin)
 }
 
 func base(t *freezer.Target) event {
@@ -324,20 +332,26 @@ func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target)
 	return exitOK
 }
 
-func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) (code int) {
-	leaseEnded, err := startLeases(c.leases, stdin)
-	if err != nil {
-		return fail(ev, log, err)
-	}
-	wd, err := startWatchdog(c, stdout, stderr)
+// freezeAndHold is the holder: it freezes, holds and thaws, and tells its
+// supervisor when the target is known to be thawed (supervisor.go).
+func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader) (code int) {
+	link, err := holderLink()
 	if err != nil {
 		return fail(ev, log, err)
 	}
 	defer func() {
-		// The watchdog stands down only when the target is known to be
+		// The supervisor stands by only when the target is known to be
 		// thawed: after a thaw, a rollback, or a refusal.
-		wd.stop(code != exitThawFailed)
+		if code != exitThawFailed {
+			_, _ = link.Write([]byte{holderDone})
+		}
+		_ = link.Close()
 	}()
+	var parent *os.File
+	if c.parentPidfd > 0 {
+		parent = os.NewFile(uintptr(c.parentPidfd), "parent pidfd")
+	}
+	leaseEnded := startLeases(c.leases, stdin, parent)
 
 	interruptible, interrupt := context.WithCancelCause(context.Background())
 	defer interrupt(nil)

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -497,4 +499,55 @@ func TestMissingContainer(t *testing.T) {
 			t.Errorf("%s: stdout\n  %q\nwant\n  %q", cmd, out, want)
 		}
 	}
+}
+
+// The holder gets every freeze flag of its supervisor: a flag added to
+// freeze and forgotten in holderArgs fails here.
+func TestHolderArgsRoundTrip(t *testing.T) {
+	args := []string{"--cgroup-version", "2", "-d", "90s", "--timeout", "7s", "-o", "json",
+		"--log-level", "debug", "--log-format", "json", "--proc", "/p", "--sys-cgroup", "/s",
+		"--cgroup-mount", "/m", "--lease", "stdin,parent"}
+	var stdout, stderr strings.Builder
+	sup, code, ok := parseFlags("freeze", args, &stdout, &stderr)
+	if !ok {
+		t.Fatalf("parseFlags(freeze) = %d: %s", code, stderr.String())
+	}
+	sup.pid = 4242 // as the supervisor resolved it
+	hargs := holderArgs(sup, true)
+	if hargs[0] != holdCommand {
+		t.Fatalf("holderArgs starts with %q, want %q", hargs[0], holdCommand)
+	}
+	hold, code, ok := parseFlags(holdCommand, hargs[1:], &stdout, &stderr)
+	if !ok {
+		t.Fatalf("parseFlags(%q) = %d: %s", hargs, code, stderr.String())
+	}
+	want := sup
+	want.cmd, want.leases, want.parentPidfd, want.pidSet = holdCommand, []string{leaseStdin}, parentFD, true
+	if !reflect.DeepEqual(hold, want) {
+		t.Errorf("the holder's config\n  %+v\nwant\n  %+v", hold, want)
+	}
+	// Every flag of freeze but --container-id (the holder gets the
+	// resolved --pid) is set on the holder's command line.
+	for _, f := range flagNames(t, "freeze") {
+		if f == "container-id" {
+			continue
+		}
+		if !slices.ContainsFunc(hargs, func(a string) bool { return strings.HasPrefix(a, "--"+f+"=") }) {
+			t.Errorf("holderArgs does not pass --%s: %q", f, hargs)
+		}
+	}
+}
+
+// flagNames lists the long flags of a command from its help.
+func flagNames(t *testing.T, cmd string) []string {
+	t.Helper()
+	_, help, _ := runCapture(t, cmd, "--help")
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z-]+)`).FindAllStringSubmatch(help, -1) {
+		out = append(out, m[1])
+	}
+	if len(out) < 10 {
+		t.Fatalf("found only %d flags in the help of %s", len(out), cmd)
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The tests in this file run real containers with runc: a target running a
@@ -314,6 +315,42 @@ func TestKubectlDebugRuncPause(t *testing.T) {
 			rt.must("resume", app.id)
 			h.requireProgress("after runc resume", app.w)
 			h.requireSameCgroups("after runc resume", before, app.pid)
+			h.checkLeftovers()
+		})
+	}
+}
+
+// TestKubectlDebugHolderKilled: the holder inside the agent container is
+// SIGKILLed (the OOM killer's choice: it is the larger process). Its
+// supervisor, the container's first process, thaws the target before it
+// exits; only then does the runtime, seeing the first process exit, kill
+// what is left of a container that shares another's PID namespace.
+func TestKubectlDebugHolderKilled(t *testing.T) {
+	for _, v := range versions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			h := newHarness(t)
+			rt := h.newRuntime(v)
+			app := rt.startContainer(containerOpts{name: "app"})
+			before := h.snapshot(app.cg)
+			r, agent := rt.startAgent(app, "-o", "json")
+			r.waitEvent("frozen")
+			rt.requireFrozen("frozen", app)
+			killed := time.Now()
+			if err := syscall.Kill(r.holderProcess(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			e := r.waitEvent("recovered")
+			if e.Reason != "watchdog" {
+				t.Errorf("after the holder's SIGKILL: %s, want recovered by the watchdog", e.raw)
+			}
+			t.Logf("recovered %v after the holder's SIGKILL", time.Since(killed).Round(time.Millisecond))
+			if code := r.wait(); code != exitHolderDied {
+				t.Errorf("the agent exited with %d, want %d: %s", code, exitHolderDied, r.describe())
+			}
+			rt.requireThawed("when the agent has exited", app)
+			rt.requireGone("holder killed", agent)
+			h.requireProgress("after the watchdog", app.w)
+			h.requireSameCgroups("after the watchdog", before, app.pid)
 			h.checkLeftovers()
 		})
 	}

@@ -326,7 +326,7 @@ func (r *run) cgfreezePid() int {
 	for time.Now().Before(deadline) {
 		root := r.cmd.Process.Pid
 		for _, pid := range append([]int{root}, descendants(root)...) {
-			if isCgfreeze(pid) && !isWatchdog(pid) {
+			if isCgfreeze(pid) && !isHolder(pid) {
 				r.pid = pid
 				return pid
 			}
@@ -340,26 +340,27 @@ func (r *run) cgfreezePid() int {
 	return 0
 }
 
-// isWatchdog tells whether pid is a cgfreeze watchdog.
-func isWatchdog(pid int) bool {
+// isHolder tells whether pid is the holder of a freeze, the child that
+// cgfreeze (its supervisor, the watchdog) starts.
+func isHolder(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && strings.Contains(string(b), "\x00__watchdog\x00")
+	return err == nil && strings.Contains(string(b), "\x00__hold\x00")
 }
 
-// watchdogPid finds the holder's watchdog, its child.
-func (r *run) watchdogPid() int {
+// holderProcess finds the holder below cgfreeze (its supervisor).
+func (r *run) holderProcess() int {
 	r.h.t.Helper()
-	holder := r.cgfreezePid()
+	supervisor := r.cgfreezePid()
 	deadline := time.Now().Add(startDeadline)
 	for time.Now().Before(deadline) {
-		for _, pid := range descendants(holder) {
-			if isWatchdog(pid) {
+		for _, pid := range descendants(supervisor) {
+			if isHolder(pid) {
 				return pid
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	r.h.t.Fatalf("no watchdog below cgfreeze (PID %d): %s", holder, r.describe())
+	r.h.t.Fatalf("no holder below cgfreeze (PID %d): %s", supervisor, r.describe())
 	return 0
 }
 
