@@ -115,9 +115,10 @@ func supervise(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sig
 	if f, ok := stderr.(*os.File); ok {
 		cmd.Stderr = f
 	}
-	// A process group of its own: a terminal's Ctrl-C reaches the
-	// supervisor, which forwards it once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The holder stays in the supervisor's process group: a holder in a
+	// background group that reads a terminal (--lease stdin) would be
+	// stopped by SIGTTIN. A terminal's Ctrl-C then reaches both, and the
+	// holder ignores the forwarded copy as it ignores any second signal.
 	err = cmd.Start()
 	_ = doneW.Close()
 	if err != nil {
