@@ -37,33 +37,31 @@ func parseLeases(values []string) ([]string, error) {
 }
 
 // startLeases starts watching the leases; the channel receives the name of
-// the first that ends. Errors are for leases that cannot be watched.
-func startLeases(leases []string, stdin io.Reader) (<-chan string, error) {
-	ended := make(chan string, len(leases))
+// the first that ends. parent is a pidfd of the process whose exit ends
+// the parent lease, or nil.
+func startLeases(leases []string, stdin io.Reader, parent *os.File) <-chan string {
+	ended := make(chan string, len(leases)+1)
 	for _, l := range leases {
-		switch l {
-		case leaseStdin:
+		if l == leaseStdin {
 			go func() {
 				_, _ = io.Copy(io.Discard, stdin)
 				ended <- leaseStdin
 			}()
-		case leaseParent:
-			wait, err := watchParent()
-			if err != nil {
-				return nil, err
-			}
-			go func() {
-				wait()
-				ended <- leaseParent
-			}()
 		}
 	}
-	return ended, nil
+	if parent != nil {
+		go func() {
+			waitExit(parent)
+			ended <- leaseParent
+		}()
+	}
+	return ended
 }
 
-// watchParent returns a function that blocks until cgfreeze's parent exits.
-// A pidfd names the parent for good, where its PID may be reused.
-func watchParent() (func(), error) {
+// openParent returns a pidfd of cgfreeze's parent. A pidfd names the
+// parent for good, where its PID may be reused; it is passed on to the
+// holder, whose own parent is the supervisor.
+func openParent() (*os.File, error) {
 	ppid := os.Getppid()
 	if ppid <= 1 {
 		return nil, fmt.Errorf("--lease parent: cgfreeze's parent is not visible (parent PID %d: it is outside this PID namespace, or gone); use --lease stdin", ppid)
@@ -73,19 +71,19 @@ func watchParent() (func(), error) {
 		return nil, fmt.Errorf("--lease parent: watch parent process %d: %w (Linux 5.3 or newer is needed)", ppid, err)
 	}
 	if os.Getppid() != ppid {
-		// It died before the pidfd was opened; the pidfd may name a
-		// newcomer with the same PID.
 		_ = unix.Close(fd)
-		return func() {}, nil
+		return nil, fmt.Errorf("--lease parent: the parent process %d exited as cgfreeze started", ppid)
 	}
-	return func() {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			_, err := unix.Poll(fds, -1)
-			if err == nil || !errors.Is(err, unix.EINTR) {
-				return
-			}
+	return os.NewFile(uintptr(fd), "parent pidfd"), nil
+}
+
+// waitExit blocks until the process of a pidfd exits.
+func waitExit(pidfd *os.File) {
+	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == nil || !errors.Is(err, unix.EINTR) {
+			return
 		}
-	}, nil
+	}
 }

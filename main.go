@@ -43,6 +43,7 @@ const (
 	exitAlreadyFrozen = 8
 	exitFreezeFailed  = 9
 	exitThawFailed    = 10
+	exitHolderDied    = 12
 )
 
 func main() {
@@ -60,7 +61,8 @@ Usage:
   cgfreeze version            print the version
 
 The target is the cgroup of --pid (default 1: in "kubectl debug --target=app
---profile=sysadmin" PID 1 is the app container's first process).
+--profile=sysadmin" PID 1 is the app container's first process), or the
+container that --container-id names (in a pod that shares its PID namespace).
 Run "cgfreeze <command> --help" for a command's flags; docs/usage.md has the
 events and exit codes.
 `
@@ -76,8 +78,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "freeze", "thaw", "status":
 		return runTargetCommand(cmd, args, stdin, stdout, stderr)
-	case watchdogCommand:
-		return runWatchdog(args, stdout, stderr)
+	case holdCommand:
+		return runTargetCommand(holdCommand, args, stdin, stdout, stderr)
 	case "version":
 		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -135,6 +137,13 @@ type config struct {
 	sysCgroup string
 	cgMount   string
 	leases    []string
+	// parentPidfd is the holder's descriptor of a pidfd for --lease parent.
+	parentPidfd int
+
+	// issue 3: the target by container ID, and whether --pid was given
+	// (the default PID 1 is checked for being a workload).
+	containerID string
+	pidSet      bool
 }
 
 func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, int, bool) {
@@ -143,14 +152,18 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.SortFlags = false
 	fs.SetOutput(stdout)
 	fs.IntVarP(&c.pid, "pid", "p", 1, "a process of the target; its cgroup is the target")
+	fs.StringVar(&c.containerID, "container-id", "", "the target by container ID or a unique prefix (matched in /proc/*/cgroup), instead of --pid")
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
 	var leases []string
-	if cmd == "freeze" {
+	if cmd == "freeze" || cmd == holdCommand {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
 		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
 	}
+	if cmd == holdCommand {
+		fs.IntVar(&c.parentPidfd, "parent-pidfd", 0, "a pidfd whose process's exit ends the hold (--lease parent)")
+	}
 	switch cmd {
-	case "freeze":
+	case "freeze", holdCommand:
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the freeze, and then the thaw, may each take to complete; a freeze that does not is rolled back")
 	case "thaw":
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the thaw may take to complete")
@@ -171,6 +184,12 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		return c, usageError(err, stderr), false
 	}
 	var bad []string
+	c.pidSet = fs.Changed("pid")
+	if c.pidSet && fs.Changed("container-id") {
+		bad = append(bad, "--pid and --container-id name the target twice: give one")
+	} else if fs.Changed("container-id") && strings.TrimSpace(c.containerID) == "" {
+		bad = append(bad, "--container-id must not be empty")
+	}
 	if fs.NArg() > 0 {
 		bad = append(bad, fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	}
@@ -245,7 +264,8 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount})
+	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
+		PIDDefaulted: !c.pidSet, ContainerID: c.containerID})
 	if err != nil {
 		return fail(ev, log, err)
 	}
@@ -254,6 +274,9 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 			log.Warn().Err(err).Msg("releasing the cgroup mount")
 		}
 	}()
+	// From here on c.pid is the process the target was resolved from
+	// (--container-id picks one), for whatever resolves it again.
+	c.pid = target.PID
 	log.Debug().Int("pid", c.pid).Str("cgroup", target.Path).Int("version", target.Version).
 		Str("strategy", string(target.Strategy)).Bool("entered_namespace", target.EnteredNamespace).Msg("target resolved")
 
@@ -262,12 +285,14 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		return status(ev, log, target)
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
+	case "freeze":
+		return supervise(c, ev, log, target, sigs, stdin, stdout, stderr)
 	}
-	return freezeAndHold(c, ev, log, target, sigs, stdin, stdout, stderr)
+	return freezeAndHold(c, ev, log, target, sigs, stdin)
 }
 
 func base(t *freezer.Target) event {
-	return event{PID: t.PID, Cgroup: t.Path, Version: t.Version, Strategy: string(t.Strategy)}
+	return event{PID: t.PID, Cgroup: t.Path, Version: t.Version, Strategy: string(t.Strategy), ContainerID: t.ContainerID}
 }
 
 func status(ev *emitter, log zerolog.Logger, t *freezer.Target) int {
@@ -307,20 +332,26 @@ func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target)
 	return exitOK
 }
 
-func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) (code int) {
-	leaseEnded, err := startLeases(c.leases, stdin)
-	if err != nil {
-		return fail(ev, log, err)
-	}
-	wd, err := startWatchdog(c, stdout, stderr)
+// freezeAndHold is the holder: it freezes, holds and thaws, and tells its
+// supervisor when the target is known to be thawed (supervisor.go).
+func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader) (code int) {
+	link, err := holderLink()
 	if err != nil {
 		return fail(ev, log, err)
 	}
 	defer func() {
-		// The watchdog stands down only when the target is known to be
+		// The supervisor stands by only when the target is known to be
 		// thawed: after a thaw, a rollback, or a refusal.
-		wd.stop(code != exitThawFailed)
+		if code != exitThawFailed {
+			_, _ = link.Write([]byte{holderDone})
+		}
+		_ = link.Close()
 	}()
+	var parent *os.File
+	if c.parentPidfd > 0 {
+		parent = os.NewFile(uintptr(c.parentPidfd), "parent pidfd")
+	}
+	leaseEnded := startLeases(c.leases, stdin, parent)
 
 	interruptible, interrupt := context.WithCancelCause(context.Background())
 	defer interrupt(nil)
@@ -412,6 +443,7 @@ var exitCodes = []struct {
 }{
 	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 	{freezer.ErrTargetNotFound, exitNoTarget, ""},
+	{freezer.ErrAmbiguousContainer, exitUsage, ""},
 	{freezer.ErrUnsafeTarget, exitUnsafeTarget, ""},
 	{freezer.ErrReadOnly, exitReadOnly, "run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)"},
 	{freezer.ErrNotPrivileged, exitNotPrivileged, "run privileged: kubectl debug --profile=sysadmin, docker run --privileged, or as root on the node"},
@@ -455,6 +487,8 @@ type event struct {
 	Held      *bool   `json:"held,omitempty"`
 	Error     string  `json:"error,omitempty"`
 	ExitCode  *int    `json:"exit_code,omitempty"`
+
+	ContainerID string `json:"container_id,omitempty"`
 }
 
 type emitter struct {
@@ -481,6 +515,7 @@ func (em *emitter) emit(e event) {
 		add("pid", fmt.Sprint(e.PID))
 	}
 	add("cgroup", e.Cgroup)
+	add("container_id", e.ContainerID)
 	if e.Version != 0 {
 		add("version", fmt.Sprint(e.Version))
 	}

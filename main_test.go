@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +159,8 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"status", "extra", "--proc", proc}, `unexpected arguments ["extra"]`},
 		{"command after flags", []string{"--proc", proc, "status"}, `unexpected arguments ["status"]`},
 		{"version takes no flags", []string{"version", "--pid", "1"}, "unknown flag: --pid"},
+		{"pid and container-id", []string{"--pid", "1", "--container-id", "abc", "--proc", proc}, "--pid and --container-id name the target twice: give one"},
+		{"empty container-id", []string{"status", "--container-id", " ", "--proc", proc}, "--container-id must not be empty"},
 		{"bad lease", []string{"--lease", "tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
 		{"bad lease in a list", []string{"--lease", "stdin,tcp", "--proc", proc}, `--lease must be stdin or parent, not "tcp"`},
 		{"lease is not a thaw flag", []string{"thaw", "--lease", "stdin", "--proc", proc}, "unknown flag: --lease"},
@@ -293,6 +297,8 @@ func TestFailExitCodes(t *testing.T) {
 		{"unexpected", errors.New("boom"), exitError, "boom"},
 		{"not found", fmt.Errorf("%w: process 4 does not exist in /proc (check --pid)", freezer.ErrTargetNotFound), exitNoTarget,
 			"target process not found: process 4 does not exist in /proc (check --pid)"},
+		{"ambiguous container", fmt.Errorf("%w: \"ab\" matches 2 containers", freezer.ErrAmbiguousContainer), exitUsage,
+			`ambiguous container ID: "ab" matches 2 containers`},
 		{"unsafe", fmt.Errorf("%w: cgroup / holds cgfreeze itself", freezer.ErrUnsafeTarget), exitUnsafeTarget,
 			"target refused: cgroup / holds cgfreeze itself"},
 		{"not privileged", fmt.Errorf("mount cgroup2 (): %w (operation not permitted)", freezer.ErrNotPrivileged), exitNotPrivileged,
@@ -477,4 +483,71 @@ func TestMS(t *testing.T) {
 			t.Errorf("ms(%s) = %v, want %v", tt.d, got, tt.want)
 		}
 	}
+}
+
+// TestMissingContainer: --container-id that matches no visible process's
+// cgroup exits 3 with what it saw (nothing, in an empty proc).
+func TestMissingContainer(t *testing.T) {
+	proc := t.TempDir()
+	for _, cmd := range []string{"status", "thaw", "freeze"} {
+		code, out, errs := runCapture(t, cmd, "--container-id", "containerd://0123abc", "-o", "json", "--cgroup-version", "2", "--proc", proc)
+		if code != exitNoTarget {
+			t.Errorf("%s: exit %d, want %d (stderr %q)", cmd, code, exitNoTarget, errs)
+		}
+		want := `{"event":"error","error":"target process not found: no container with ID \"containerd://0123abc\" among the processes in ` + proc + ` (cgroup v2); containers seen: none","exit_code":3}` + "\n"
+		if out != want {
+			t.Errorf("%s: stdout\n  %q\nwant\n  %q", cmd, out, want)
+		}
+	}
+}
+
+// The holder gets every freeze flag of its supervisor: a flag added to
+// freeze and forgotten in holderArgs fails here.
+func TestHolderArgsRoundTrip(t *testing.T) {
+	args := []string{"--cgroup-version", "2", "-d", "90s", "--timeout", "7s", "-o", "json",
+		"--log-level", "debug", "--log-format", "json", "--proc", "/p", "--sys-cgroup", "/s",
+		"--cgroup-mount", "/m", "--lease", "stdin,parent"}
+	var stdout, stderr strings.Builder
+	sup, code, ok := parseFlags("freeze", args, &stdout, &stderr)
+	if !ok {
+		t.Fatalf("parseFlags(freeze) = %d: %s", code, stderr.String())
+	}
+	sup.pid = 4242 // as the supervisor resolved it
+	hargs := holderArgs(sup, true)
+	if hargs[0] != holdCommand {
+		t.Fatalf("holderArgs starts with %q, want %q", hargs[0], holdCommand)
+	}
+	hold, code, ok := parseFlags(holdCommand, hargs[1:], &stdout, &stderr)
+	if !ok {
+		t.Fatalf("parseFlags(%q) = %d: %s", hargs, code, stderr.String())
+	}
+	want := sup
+	want.cmd, want.leases, want.parentPidfd, want.pidSet = holdCommand, []string{leaseStdin}, parentFD, true
+	if !reflect.DeepEqual(hold, want) {
+		t.Errorf("the holder's config\n  %+v\nwant\n  %+v", hold, want)
+	}
+	// Every flag of freeze but --container-id (the holder gets the
+	// resolved --pid) is set on the holder's command line.
+	for _, f := range flagNames(t, "freeze") {
+		if f == "container-id" {
+			continue
+		}
+		if !slices.ContainsFunc(hargs, func(a string) bool { return strings.HasPrefix(a, "--"+f+"=") }) {
+			t.Errorf("holderArgs does not pass --%s: %q", f, hargs)
+		}
+	}
+}
+
+// flagNames lists the long flags of a command from its help.
+func flagNames(t *testing.T, cmd string) []string {
+	t.Helper()
+	_, help, _ := runCapture(t, cmd, "--help")
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z-]+)`).FindAllStringSubmatch(help, -1) {
+		out = append(out, m[1])
+	}
+	if len(out) < 10 {
+		t.Fatalf("found only %d flags in the help of %s", len(out), cmd)
+	}
+	return out
 }

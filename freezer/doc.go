@@ -13,6 +13,11 @@
 //	...
 //	err = frozen.Thaw(ctx)                     // confirmed; every PID back
 //
+// Options.ContainerID selects the target by container ID instead of PID, and
+// Options.PIDDefaulted makes Resolve refuse a default PID 1 that is not the
+// only workload in sight (a pod's pause container, with a shared PID
+// namespace).
+//
 // Every wait is bounded by the context's deadline (Freeze and Thaw refuse a
 // context without one). A Freeze that fails or times out is rolled back
 // before it returns. Refusals (a missing process, a target that holds the

@@ -12,6 +12,9 @@ import (
 var (
 	// ErrTargetNotFound: the target process does not exist.
 	ErrTargetNotFound = errors.New("target process not found")
+	// ErrAmbiguousContainer: a container ID prefix matches more than one
+	// container.
+	ErrAmbiguousContainer = errors.New("ambiguous container ID")
 	// ErrUnsafeTarget: freezing the target would freeze the caller, the
 	// host, or a cgroup cgfreeze does not support (threaded).
 	ErrUnsafeTarget = errors.New("target refused")

@@ -70,7 +70,7 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 	}
 	f := &Frozen{Target: t}
 	err := t.fs.Do(func(root *mount.Root) (err error) {
-		lock, err := lockTarget(root, t.Path)
+		lock, err := lockTargetWait(root, t.Path, lockGrace)
 		if errors.Is(err, errHeld) {
 			return heldError(root, t.Path)
 		}

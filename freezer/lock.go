@@ -19,6 +19,11 @@ import (
 // errHeld reports a lock that another process holds.
 var errHeld = errors.New("held by another process")
 
+// lockGrace is how long Freeze and Recover wait for a lock that is taken:
+// long enough to ride over a `cgfreeze status` probing it, short enough to
+// refuse a live holder at once.
+const lockGrace = 100 * time.Millisecond
+
 // lockTarget takes the holder's lock on cgPath without waiting.
 func lockTarget(root *mount.Root, cgPath string) (*os.File, error) {
 	dir, err := root.Open(cgPath, unix.O_RDONLY|unix.O_DIRECTORY)
@@ -48,15 +53,16 @@ func lockTargetWait(root *mount.Root, cgPath string, wait time.Duration) (*os.Fi
 	}
 }
 
-// isHeld tells whether a live cgfreeze holds the target, without taking the
-// lock for longer than the look.
+// isHeld tells whether a live cgfreeze holds the target. It probes with a
+// shared lock, which conflicts with the holder's exclusive one, for as
+// short a time as it can.
 func isHeld(root *mount.Root, cgPath string) bool {
-	lock, err := lockTarget(root, cgPath)
+	dir, err := root.Open(cgPath, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		return errors.Is(err, errHeld)
+		return false
 	}
-	_ = lock.Close()
-	return false
+	defer dir.Close()
+	return errors.Is(unix.Flock(int(dir.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // heldError explains a target that a running cgfreeze holds, with the

@@ -95,7 +95,7 @@ type Recovery struct {
 // that a live cgfreeze holds, is refused with ErrAlreadyFrozen and left
 // alone. ctx must carry a deadline.
 func Recover(ctx context.Context, t *Target) (Recovery, error) {
-	return RecoverReleased(ctx, t, 0)
+	return RecoverReleased(ctx, t, lockGrace)
 }
 
 // RecoverReleased is Recover for a caller that knows the holder has just

@@ -37,6 +37,17 @@ const ChildName = "cgfreeze"
 type Options struct {
 	// PID is a process of the target; its cgroup is the target.
 	PID int
+	// PIDDefaulted tells that PID is the default (1) rather than the
+	// caller's choice. Resolve then refuses it, with a list of what it
+	// sees, when the PID namespace also shows other containers' processes
+	// (a pod that shares its PID namespace, where PID 1 is the pause
+	// container), except in the host's PID namespace.
+	PIDDefaulted bool
+	// ContainerID, when set, selects the target by container ID instead of
+	// PID: the container whose cgroup path (in /proc/<pid>/cgroup of the
+	// processes visible in ProcRoot) carries this ID or an ID that starts
+	// with it (see procs.Containers). A "runtime://" prefix is dropped.
+	ContainerID string
 	// ProcRoot is the proc filesystem that shows PID, "/proc" when empty.
 	ProcRoot string
 	// SysCgroup is where detection looks at the mounted cgroup filesystem,
@@ -56,6 +67,9 @@ type Options struct {
 type Target struct {
 	// PID is the process the target was resolved from.
 	PID int
+	// ContainerID is the container ID that the target's cgroup path carries
+	// as cgfreeze first read it, "" when it carries none.
+	ContainerID string
 	// Version is the cgroup version, 1 or 2.
 	Version int
 	// Path is the target cgroup's path relative to the root of the cgroup
@@ -80,9 +94,14 @@ func Resolve(opts Options) (*Target, error) {
 	if opts.SysCgroup == "" {
 		opts.SysCgroup = "/sys/fs/cgroup"
 	}
-	if opts.PID <= 0 {
+	if opts.ContainerID == "" && opts.PID <= 0 {
 		return nil, fmt.Errorf("%w: invalid PID %d", ErrTargetNotFound, opts.PID)
 	}
+	pid, err := selectPID(opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.PID = pid
 	cg, err := procs.ReadCgroups(opts.ProcRoot, opts.PID)
 	if err != nil {
 		return nil, targetErr(opts, err)
@@ -142,6 +161,9 @@ func Resolve(opts Options) (*Target, error) {
 		return nil, classify(err)
 	}
 	t := &Target{PID: opts.PID, Version: version, EnteredNamespace: enter, procRoot: opts.ProcRoot, fs: fs}
+	if _, id, ok := procs.ContainerOf(cgPath); ok {
+		t.ContainerID = id
+	}
 	if err := fs.Do(func(root *mount.Root) error { return t.inspect(root, viewNS, self) }); err != nil {
 		return nil, errors.Join(err, fs.Close())
 	}

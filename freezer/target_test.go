@@ -120,8 +120,10 @@ func TestMountSpecNoFreezer(t *testing.T) {
 // fakeProcTree writes a fake proc filesystem: for each PID a cgroup file
 // (when cgroup != "") and an ns/cgroup link (when nsLink != "").
 type fakeProcess struct {
-	cgroup string
-	nsLink string
+	cgroup  string
+	nsLink  string
+	pidNS   string // the ns/pid link, when not ""
+	cmdline string // NUL-separated, when not ""
 }
 
 func fakeProcTree(t *testing.T, ps map[int]fakeProcess) string {
@@ -139,6 +141,16 @@ func fakeProcTree(t *testing.T, ps map[int]fakeProcess) string {
 		}
 		if p.nsLink != "" {
 			if err := os.Symlink(p.nsLink, filepath.Join(dir, "ns", "cgroup")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p.pidNS != "" {
+			if err := os.Symlink(p.pidNS, filepath.Join(dir, "ns", "pid")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p.cmdline != "" {
+			if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte(p.cmdline), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

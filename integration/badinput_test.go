@@ -15,6 +15,7 @@ import (
 const (
 	exitFreezeFailed = 9
 	exitThawFailed   = 10
+	exitHolderDied   = 12
 )
 
 // TestMalformedProcCgroup: a /proc/<pid>/cgroup that cannot be parsed is an

@@ -73,10 +73,9 @@ func TestWatchdog(t *testing.T) {
 			r := tg.start("")
 			r.waitEvent("frozen")
 			tg.requireFrozen("frozen")
-			holder := tg.holderPid(r)
-			wd := r.watchdogPid()
+			holder, supervisor := tg.holderPid(r), r.cgfreezePid()
 			killed := time.Now()
-			if err := syscall.Kill(r.cgfreezePid(), syscall.SIGKILL); err != nil {
+			if err := syscall.Kill(r.holderProcess(), syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			took := tg.waitRestored("after SIGKILL of the holder", killed, 5*time.Second)
@@ -89,7 +88,10 @@ func TestWatchdog(t *testing.T) {
 				t.Errorf("watchdog event %s: want reason watchdog, holder %d, state thawed", e.raw, holder)
 			}
 			tg.requireBase(e)
-			h.waitGone("the watchdog", wd)
+			if code := r.wait(); code != exitHolderDied {
+				t.Errorf("cgfreeze exit %d after its holder died, want %d: %s", code, exitHolderDied, r.describe())
+			}
+			h.waitGone("the supervisor", supervisor)
 			h.requireProgress("after the watchdog", tg.w)
 			h.requireSameCgroups("after the watchdog", before, tg.w.pid)
 			h.checkLeftovers()
@@ -139,8 +141,12 @@ func TestFaults(t *testing.T) {
 						t.Fatalf("cgfreeze did not die at %s: %s", step, r.describe())
 					}
 					ws, _ := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
-					killed := ws.Signaled() && ws.Signal() == syscall.SIGKILL
-					if !killed && ws.ExitStatus() != 128+int(syscall.SIGKILL) {
+					if action == "kill" {
+						// The holder died; its supervisor recovered.
+						if ws.ExitStatus() != exitHolderDied {
+							t.Errorf("cgfreeze ended with %v, want exit %d after its holder died at %s: %s", r.cmd.ProcessState, exitHolderDied, step, r.describe())
+						}
+					} else if killed := ws.Signaled() && ws.Signal() == syscall.SIGKILL; !killed && ws.ExitStatus() != 128+int(syscall.SIGKILL) {
 						// nsenter, in front of the subtree kind's
 						// cgfreeze, reports the signal as 128+9.
 						t.Errorf("cgfreeze ended with %v, want death by SIGKILL at %s: %s", r.cmd.ProcessState, step, r.describe())
@@ -149,9 +155,7 @@ func TestFaults(t *testing.T) {
 					died := time.Now()
 					if action == "killall" {
 						for _, pid := range cgfreezeProcesses() {
-							if isWatchdog(pid) {
-								t.Fatalf("the watchdog (PID %d) survived killall", pid)
-							}
+							h.waitGone("a cgfreeze process after killall", pid)
 						}
 						rt := tg.start("thaw")
 						e := rt.nextEvent()

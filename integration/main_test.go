@@ -3,9 +3,14 @@
 // `kubectl debug` layout (a target "container" with its own PID, mount and
 // cgroup namespaces, an agent in a sibling cgroup namespace, nsdelegate on).
 //
-// It needs root, util-linux (unshare, nsenter) and /bin/busybox
-// (busybox-static). Everything it creates is named cgfreeze-test-* and
-// removed when each test ends. cgfreeze is only ever pointed at processes the
+// It also builds the container image from the Dockerfile with buildah and
+// runs it under runc as an ephemeral container next to busybox containers
+// (kubernetes_test.go): the `kubectl debug` example of the README, on v1 and
+// v2, with runc exec, a shared PID namespace and runc pause.
+//
+// It needs root, util-linux (unshare, nsenter), /bin/busybox
+// (busybox-static), runc and buildah. Everything it creates is named
+// cgfreeze-test-* and removed when each test ends. cgfreeze is only ever pointed at processes the
 // tests started, with an explicit --pid, or at PID 1 of a PID namespace a test
 // made.
 //
@@ -42,6 +47,9 @@ var (
 	// cg2OrigOptions are its superblock options when the suite started;
 	// they are put back at the end if a test left them changed.
 	cg2OrigOptions []string
+	// cg2RootSubtree is the cgroup2 root's cgroup.subtree_control when the
+	// suite started.
+	cg2RootSubtree []string
 	// v1FreezerMount is where the v1 freezer hierarchy's root is mounted,
 	// "" when this machine has none.
 	v1FreezerMount string
@@ -100,8 +108,19 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
 		return 1
 	}
+	if err := buildImage(dir, goTool()); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: the image: %v\n", err)
+		return 1
+	}
 
 	code := m.Run()
+
+	// runc enables controllers in the cgroup2 root's subtree_control; a
+	// runtime's cleanup disables them, and this is the safety net.
+	if err := restoreRootSubtree(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		code = 1
+	}
 
 	// A test that enabled nsdelegate restores the options itself; this is
 	// the safety net for one that failed half-way.
@@ -119,16 +138,20 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-func build(dir string) error {
-	goTool, err := exec.LookPath("go")
+func goTool() string {
+	tool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = "/usr/local/go/bin/go"
+		tool = "/usr/local/go/bin/go"
 		if root := os.Getenv("GOROOT"); root != "" {
-			goTool = filepath.Join(root, "bin", "go")
+			tool = filepath.Join(root, "bin", "go")
 		}
 	}
+	return tool
+}
+
+func build(dir string) error {
 	binPath = filepath.Join(dir, "cgfreeze")
-	cmd := exec.Command(goTool, "build", "-o", binPath, "github.com/cgfreeze/cgfreeze")
+	cmd := exec.Command(goTool(), "build", "-o", binPath, "github.com/cgfreeze/cgfreeze")
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
@@ -227,6 +250,11 @@ func discoverHost() error {
 	if cg2OrigOptions, err = cg2SuperOptions(); err != nil {
 		return err
 	}
+	sub, err := os.ReadFile(filepath.Join(cg2Mount, "cgroup.subtree_control"))
+	if err != nil {
+		return err
+	}
+	cg2RootSubtree = strings.Fields(string(sub))
 	ns, err := os.Readlink("/proc/self/ns/cgroup")
 	if err != nil {
 		return err
@@ -341,4 +369,35 @@ func warnStale() {
 			fmt.Fprintf(os.Stderr, "integration: warning: %s is left from an earlier run (or another run is going on); remove it by hand: thaw, kill its processes, rmdir\n", d)
 		}
 	}
+}
+
+// restoreRootSubtree disables the controllers that were enabled in the
+// cgroup2 root's cgroup.subtree_control during the suite (runc enables every
+// available one on its way down to a container's cgroup) and reports that
+// it had to.
+func restoreRootSubtree() error {
+	file := filepath.Join(cg2Mount, "cgroup.subtree_control")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var added []string
+	for _, ctrl := range strings.Fields(string(b)) {
+		if !slices.Contains(cg2RootSubtree, ctrl) {
+			added = append(added, ctrl)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, ctrl := range added {
+		if err := os.WriteFile(file, []byte("-"+ctrl), 0); err != nil {
+			errs = append(errs, fmt.Errorf("disable %s: %w", ctrl, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s had %q enabled at the end, not there before the suite, and they cannot be disabled: %w", file, added, err)
+	}
+	return fmt.Errorf("%s had %q enabled at the end, not there before the suite (disabled now)", file, added)
 }

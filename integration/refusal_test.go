@@ -275,27 +275,28 @@ func TestThawLeftover(t *testing.T) {
 }
 
 // leaveFrozen makes the leftover that the watchdog cannot prevent: it
-// SIGKILLs the watchdog, then the holder, as when a whole container is
-// killed at once. It returns the holder's PID as the mark records it.
+// SIGKILLs the supervisor (the watchdog), then the holder, as when a whole
+// container is killed at once. It returns the holder's PID as the mark
+// records it.
 func (tg *target) leaveFrozen() int {
 	h := tg.h
 	h.t.Helper()
 	r := tg.start("")
 	r.waitEvent("frozen")
-	holder := tg.holderPid(r)
-	wd := r.watchdogPid()
-	if err := syscall.Kill(wd, syscall.SIGKILL); err != nil {
+	holder, holderProcess, supervisor := tg.holderPid(r), r.holderProcess(), r.cgfreezePid()
+	if err := syscall.Kill(supervisor, syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}
-	h.waitGone("the killed watchdog", wd)
-	if err := syscall.Kill(r.cgfreezePid(), syscall.SIGKILL); err != nil {
+	h.waitGone("the killed supervisor", supervisor)
+	if err := syscall.Kill(holderProcess, syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}
+	h.waitGone("the killed holder", holderProcess)
 	select {
 	case <-r.exited:
 	case <-time.After(exitDeadline):
 		h.t.Fatalf("cgfreeze does not die of SIGKILL: %s", r.describe())
 	}
-	tg.requireFrozen("after SIGKILL of the watchdog and the holder")
+	tg.requireFrozen("after SIGKILL of the supervisor and the holder")
 	return holder
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,13 +38,55 @@ type event struct {
 	Error     string   `json:"error"`
 	ExitCode  *int     `json:"exit_code"`
 
+	ContainerID string `json:"container_id"`
+
 	raw string
 	bad string // why the line is not a valid event
 }
 
 // documentedFields are the fields docs/usage.md lists.
-var documentedFields = []string{"event", "pid", "cgroup", "version", "strategy", "processes", "elapsed_ms",
+var documentedFields = []string{"event", "pid", "container_id", "cgroup", "version", "strategy", "processes", "elapsed_ms",
 	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "error", "exit_code"}
+
+// numericFields are the fields that text mode prints as numbers.
+var numericFields = []string{"pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code"}
+
+// parseTextEvent parses one line of text mode (docs/usage.md): the event's
+// name, then key=value pairs, a value Go-quoted when it holds a space, a
+// quote, "=" or a backslash. It checks what parseEvent checks.
+func parseTextEvent(line string) event {
+	name, rest, _ := strings.Cut(line, " ")
+	fields := map[string]any{"event": name}
+	for rest != "" {
+		k, v, ok := strings.Cut(rest, "=")
+		if !ok || k == "" || strings.Contains(k, " ") {
+			return event{raw: line, bad: fmt.Sprintf("not key=value at %q", rest)}
+		}
+		rest = v
+		if strings.HasPrefix(v, "\"") {
+			q, err := strconv.QuotedPrefix(v)
+			if err != nil {
+				return event{raw: line, bad: fmt.Sprintf("bad quoted value at %q: %v", v, err)}
+			}
+			v, _ = strconv.Unquote(q)
+			rest = strings.TrimPrefix(rest[len(q):], " ")
+		} else {
+			v, rest, _ = strings.Cut(v, " ")
+		}
+		if slices.Contains(numericFields, k) {
+			fields[k] = json.Number(v)
+		} else {
+			fields[k] = v
+		}
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return event{raw: line, bad: err.Error()}
+	}
+	e := parseEvent(string(b))
+	e.raw = line
+	return e
+}
 
 func parseEvent(line string) event {
 	e := event{raw: line}
@@ -125,7 +168,13 @@ func (h *harness) startCgfreezeStdin(desc string, argv []string, stdin *os.File)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
-			r.events <- parseEvent(sc.Text())
+			// JSON with -o json; text mode otherwise (the image's
+			// entrypoint run with no arguments).
+			if line := sc.Text(); strings.HasPrefix(line, "{") {
+				r.events <- parseEvent(line)
+			} else {
+				r.events <- parseTextEvent(line)
+			}
 		}
 	}()
 	go func() {
@@ -277,7 +326,7 @@ func (r *run) cgfreezePid() int {
 	for time.Now().Before(deadline) {
 		root := r.cmd.Process.Pid
 		for _, pid := range append([]int{root}, descendants(root)...) {
-			if isCgfreeze(pid) && !isWatchdog(pid) {
+			if isCgfreeze(pid) && !isHolder(pid) {
 				r.pid = pid
 				return pid
 			}
@@ -291,26 +340,27 @@ func (r *run) cgfreezePid() int {
 	return 0
 }
 
-// isWatchdog tells whether pid is a cgfreeze watchdog.
-func isWatchdog(pid int) bool {
+// isHolder tells whether pid is the holder of a freeze, the child that
+// cgfreeze (its supervisor, the watchdog) starts.
+func isHolder(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && strings.Contains(string(b), "\x00__watchdog\x00")
+	return err == nil && strings.Contains(string(b), "\x00__hold\x00")
 }
 
-// watchdogPid finds the holder's watchdog, its child.
-func (r *run) watchdogPid() int {
+// holderProcess finds the holder below cgfreeze (its supervisor).
+func (r *run) holderProcess() int {
 	r.h.t.Helper()
-	holder := r.cgfreezePid()
+	supervisor := r.cgfreezePid()
 	deadline := time.Now().Add(startDeadline)
 	for time.Now().Before(deadline) {
-		for _, pid := range descendants(holder) {
-			if isWatchdog(pid) {
+		for _, pid := range descendants(supervisor) {
+			if isHolder(pid) {
 				return pid
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	r.h.t.Fatalf("no watchdog below cgfreeze (PID %d): %s", holder, r.describe())
+	r.h.t.Fatalf("no holder below cgfreeze (PID %d): %s", supervisor, r.describe())
 	return 0
 }
 

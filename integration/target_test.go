@@ -335,13 +335,13 @@ func (tg *target) cycle(what string, o cycleOpts) event {
 	return thawed
 }
 
-// holderPid is the PID of a running cgfreeze as the mark records it: in
-// cgfreeze's own PID namespace.
+// holderPid is the PID of the holder of a running freeze as the mark
+// records it: in cgfreeze's own PID namespace.
 func (tg *target) holderPid(r *run) int {
 	if tg.kind == kindSubtree {
-		return nsPid(r.cgfreezePid())
+		return nsPid(r.holderProcess())
 	}
-	return r.cgfreezePid()
+	return r.holderProcess()
 }
 
 // requireStatus runs `cgfreeze status` and checks its one event.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need
-# on a fresh Debian machine, then runs the unit tests with the race detector
-# and the privileged integration suite against real cgroups. Needs root.
+# on a fresh Debian machine (busybox-static, runc, buildah, util-linux), then
+# runs the unit tests with the race detector and the privileged integration
+# suite against real cgroups, which also builds the container image from the
+# Dockerfile with buildah and runs it under runc. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,7 @@ fi
 need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null || need+=(runc)
+command -v buildah >/dev/null || need+=(buildah)
 command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test: installing ${need[*]}"

@@ -358,10 +358,11 @@ func nsPid(pid int) int {
 	return -1
 }
 
-// isCgfreeze tells whether pid runs this suite's cgfreeze binary.
+// isCgfreeze tells whether pid runs this suite's cgfreeze binary, or the
+// image's (unpacked for the agent containers).
 func isCgfreeze(pid int) bool {
 	fi, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && os.SameFile(fi, binInfo)
+	return err == nil && (os.SameFile(fi, binInfo) || imageBinInfo != nil && os.SameFile(fi, imageBinInfo))
 }
 
 // cgfreezeProcesses lists the processes that run this suite's binary.

@@ -4,8 +4,9 @@
 //
 // It reads the environment variable CGFREEZE_FAULT once, as
 // "<step>[:<action>]": at Point(<step>) the process SIGKILLs itself (action
-// "kill", the default), SIGKILLs its children first and then itself (action
-// "killall": the whole container killed at once, watchdog included),
+// "kill", the default), SIGKILLs its parent and children first and then
+// itself (action "killall": the whole container killed at once, the
+// supervising watchdog included),
 // returns an injected error (action "fail"), or sleeps for two seconds
 // (action "stall", a window for signals to arrive in). A process with
 // CGFREEZE_FAULT unset pays one string comparison per step.
@@ -48,6 +49,14 @@ func load() {
 	}
 }
 
+// Disable switches faults off in this process, whatever the environment
+// says: for the supervisor of a freeze, which passes the environment on to
+// the holder it watches and must itself survive.
+func Disable() {
+	once.Do(func() {})
+	step = ""
+}
+
 // Point marks a step. It returns nil unless CGFREEZE_FAULT names this step
 // with the action "fail"; with "kill" it does not return.
 func Point(name string) error {
@@ -57,6 +66,8 @@ func Point(name string) error {
 	}
 	switch action {
 	case "killall":
+		// The holder's parent is its supervisor (the watchdog).
+		_ = syscall.Kill(os.Getppid(), syscall.SIGKILL)
 		for _, pid := range children() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}

@@ -1,0 +1,173 @@
+package freezer
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/cgfreeze/cgfreeze/procs"
+)
+
+// selectPID returns the process to resolve the target from when the caller
+// named a container (opts.ContainerID) or left the PID to its default
+// (opts.PIDDefaulted); otherwise opts.PID. It changes nothing.
+func selectPID(opts Options) (int, error) {
+	switch {
+	case opts.ContainerID != "":
+		return selectContainer(opts)
+	case opts.PIDDefaulted:
+		return opts.PID, checkWorkload(opts)
+	}
+	return opts.PID, nil
+}
+
+// listVersion is the hierarchy whose paths group processes into containers:
+// the one the freeze would use.
+func listVersion(opts Options, cg procs.Cgroups) (int, error) {
+	if opts.Version != 0 {
+		return opts.Version, nil
+	}
+	return DetectVersion(opts.SysCgroup, cg)
+}
+
+// ownCgroup returns cgfreeze's own cgroup path in the version's hierarchy,
+// "" when it cannot be read (procRoot is another PID namespace's).
+func ownCgroup(procRoot string, version int) string {
+	cg, err := procs.ReadCgroups(procRoot, os.Getpid())
+	if err != nil {
+		return ""
+	}
+	_, p, err := mountSpec(version, cg)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// isOwn tells whether a process in cgroup p belongs to cgfreeze's side: its
+// own cgroup, one below it, or one of its ancestors (the namespace root, a
+// pod's cgroup), which hold no other container's workload.
+func isOwn(own, p string) bool {
+	return own != "" && (procs.Below(own, p) || procs.Below(p, own))
+}
+
+// checkWorkload refuses the default target, PID 1, when the PID namespace
+// shows processes of other containers: in a pod that shares its PID
+// namespace (shareProcessNamespace: true) PID 1 is the pause container,
+// and freezing it would freeze nothing the user meant. Processes in PID
+// 1's cgroup or below it are its container's; processes in cgfreeze's own
+// cgroup, below it or in its ancestors are cgfreeze's side. Anything else
+// is another container. In the host's PID namespace the check is left to
+// the host-init refusal, which says more.
+func checkWorkload(opts Options) error {
+	cg, err := procs.ReadCgroups(opts.ProcRoot, opts.PID)
+	if err != nil {
+		return targetErr(opts, err)
+	}
+	if ns, err := procs.Namespace(opts.ProcRoot, os.Getpid(), "pid"); err == nil && ns == procs.InitPIDNamespace {
+		return nil
+	}
+	version, err := listVersion(opts, cg)
+	if err != nil {
+		return err
+	}
+	_, p1, err := mountSpec(version, cg)
+	if err != nil {
+		return nil // Resolve reports it, with the same words
+	}
+	if version == 2 && path.Base(p1) == ChildName {
+		// A subtree freeze holds PID 1 in the child it made. (Not
+		// path.Dir: it would clean "/../x" into "/x".)
+		if p1 = strings.TrimSuffix(p1, "/"+ChildName); p1 == "" {
+			p1 = "/"
+		}
+	}
+	own := ownCgroup(opts.ProcRoot, version)
+	cs, err := procs.Containers(opts.ProcRoot, version)
+	if err != nil {
+		return fmt.Errorf("list the processes in %s: %w", opts.ProcRoot, err)
+	}
+	var mine, others []procs.Container
+	for _, c := range cs {
+		other, target := false, false
+		for _, p := range c.Processes {
+			switch {
+			case procs.Below(p1, p.Cgroup):
+				target = true
+			case isOwn(own, p.Cgroup):
+			default:
+				other = true
+			}
+		}
+		switch {
+		case other:
+			others = append(others, c)
+		case target:
+			mine = append(mine, c)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: PID %d (cgroup %s) is not the only workload in this PID namespace: processes of %d other container(s) share it, as in a pod with shareProcessNamespace: true, whose PID 1 is the pause container; name the container to freeze with --container-id ID (or a unique prefix), or pass --pid %d to freeze PID %d's cgroup anyway. PID %d's: %s. Others: %s",
+		ErrUnsafeTarget, opts.PID, p1, len(others), opts.PID, opts.PID, opts.PID, describeContainers(mine), describeContainers(others))
+}
+
+// selectContainer returns a process of the container whose ID is, or
+// starts with, opts.ContainerID: one in the container's own cgroup (or in
+// the child a subtree freeze made in it), so that the target is the
+// container's cgroup and not one of its sub-cgroups.
+func selectContainer(opts Options) (int, error) {
+	cg, err := procs.ReadCgroups(opts.ProcRoot, os.Getpid())
+	if err != nil {
+		// procRoot shows another PID namespace; PID 1 tells the version
+		// as well.
+		cg, _ = procs.ReadCgroups(opts.ProcRoot, 1)
+	}
+	version, err := listVersion(opts, cg)
+	if err != nil {
+		return 0, err
+	}
+	cs, err := procs.Containers(opts.ProcRoot, version)
+	if err != nil {
+		return 0, fmt.Errorf("list the processes in %s: %w", opts.ProcRoot, err)
+	}
+	own := ownCgroup(opts.ProcRoot, version)
+	var seen []procs.Container
+	for _, c := range cs {
+		if c.HasID || !isOwn(own, c.Cgroup) {
+			seen = append(seen, c)
+		}
+	}
+	match := procs.MatchContainers(cs, opts.ContainerID)
+	switch len(match) {
+	case 0:
+		return 0, fmt.Errorf("%w: no container with ID %q among the processes in %s (cgroup v%d); containers seen: %s",
+			ErrTargetNotFound, opts.ContainerID, opts.ProcRoot, version, describeContainers(seen))
+	case 1:
+	default:
+		return 0, fmt.Errorf("%w: %q matches %d containers, give more of the ID: %s",
+			ErrAmbiguousContainer, opts.ContainerID, len(match), describeContainers(match))
+	}
+	c := match[0]
+	for _, want := range []string{c.Cgroup, c.Cgroup + "/" + ChildName} {
+		for _, p := range c.Processes {
+			if p.Cgroup == want {
+				return p.PID, nil
+			}
+		}
+	}
+	return c.Processes[0].PID, nil
+}
+
+func describeContainers(cs []procs.Container) string {
+	if len(cs) == 0 {
+		return "none"
+	}
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = c.String()
+	}
+	return strings.Join(s, "; ")
+}
