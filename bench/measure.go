@@ -26,7 +26,7 @@ type sample struct {
 	// loop is, for the subtree limit, the bare migration loop alone.
 	loop time.Duration
 	// maxRSS is the peak RSS (KiB) that wait4 reports for cgfreeze's
-	// processes (the holder and, reaped by it, its watchdog).
+	// processes (the supervisor and, reaped by it, the holder).
 	maxRSS int64
 }
 
@@ -78,8 +78,8 @@ exec "$nsenter" --target "$tpid" --pid -- "$unshare" --cgroup --mount --propagat
 // cgfreeze runs one freeze, hold and thaw of ct by the cgfreeze binary:
 // freeze is from its exec to the frozen event on its stdout; thaw is from
 // SIGTERM to its exit, which comes after the confirmed thaw and after its
-// watchdog has ended. subtree runs it as a kubectl-debug agent. during, if
-// set, runs while it holds, with the holder's host PID.
+// holder child has ended. subtree runs it as a kubectl-debug agent. during,
+// if set, runs while it holds, with cgfreeze's host PID.
 func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, during func(holder int) error) (s sample, err error) {
 	how := "direct"
 	if ct.version == 1 {
@@ -143,16 +143,17 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 	}()
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 		<-exited
 		return s, err
 	}
 	defer unix.Close(pidfd)
 	defer func() {
 		if err != nil {
-			// A killed holder leaves the target to its watchdog, which
-			// thaws it; the container's own cleanup thaws in any case.
-			_ = unix.Kill(pid, unix.SIGKILL)
+			// Both cgfreeze processes (and the agent's wrapper) are in
+			// the process group the bench made; the container's cleanup
+			// thaws what they leave.
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 			select {
 			case <-exited:
 				if werr != nil {
@@ -619,38 +620,38 @@ func readAllAt(f *os.File, buf []byte) ([]byte, error) {
 	}
 }
 
-// holdStat is what the holder costs while it holds a freeze.
+// holdStat is what a freeze costs while it holds: the holder (`cgfreeze
+// __hold`, which froze the target) and the supervisor (the process that was
+// started, the holder's parent and watchdog).
 type holdStat struct {
-	dur                     time.Duration
-	cpuHolder, cpuWatchdog  time.Duration
-	swHolder, swWatchdog    int64 // context switches: each is a wake-up
-	hwmHolder, hwmWatchdog  int64 // VmHWM, KiB
-	rssHolder, rssWatchdog  int64 // VmRSS, KiB
-	threadsHolder, threadsW int
-	maxRSS                  int64 // wait4's, KiB: holder and watchdog, the thaw included
+	dur                         time.Duration
+	cpuHolder, cpuSupervisor    time.Duration
+	swHolder, swSupervisor      int64 // context switches: each is a wake-up
+	hwmHolder, hwmSupervisor    int64 // VmHWM, KiB
+	threadsHolder, threadsSuper int
+	maxRSS                      int64 // wait4's, KiB: both processes, the thaw included
 }
 
 // hold measures one freeze held for b.o.hold: the CPU time and wake-ups of
-// the holder's and the watchdog's threads over that time (from
+// every thread of the holder and of the supervisor over that time (from
 // /proc/PID/task/*/schedstat, nanoseconds), and their peak RSS.
 func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat, error) {
 	var st holdStat
-	during := func(holder int) error {
-		// Let the start settle (the watchdog's and the runtime's first
-		// moments) before the window.
+	during := func(super int) error {
+		// Let the start settle before the window.
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return err
 		}
-		kids := children(holder)
+		kids := children(super)
 		if len(kids) != 1 {
-			return fmt.Errorf("the holder (PID %d) has children %v, want its watchdog", holder, kids)
+			return fmt.Errorf("cgfreeze (PID %d) has children %v, want its holder", super, kids)
 		}
-		wd := kids[0]
+		holder := kids[0]
 		h0, err := taskStats(holder)
 		if err != nil {
 			return err
 		}
-		w0, err := taskStats(wd)
+		s0, err := taskStats(super)
 		if err != nil {
 			return err
 		}
@@ -662,18 +663,16 @@ func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat
 		if err != nil {
 			return err
 		}
-		w1, err := taskStats(wd)
+		s1, err := taskStats(super)
 		if err != nil {
 			return err
 		}
 		st.dur = time.Since(t0)
-		st.cpuHolder, st.cpuWatchdog = h1.cpu-h0.cpu, w1.cpu-w0.cpu
-		st.swHolder, st.swWatchdog = h1.switches-h0.switches, w1.switches-w0.switches
-		st.threadsHolder, st.threadsW = h1.threads, w1.threads
+		st.cpuHolder, st.cpuSupervisor = h1.cpu-h0.cpu, s1.cpu-s0.cpu
+		st.swHolder, st.swSupervisor = h1.switches-h0.switches, s1.switches-s0.switches
+		st.threadsHolder, st.threadsSuper = h1.threads, s1.threads
 		st.hwmHolder, _ = statusKB(holder, "VmHWM")
-		st.rssHolder, _ = statusKB(holder, "VmRSS")
-		st.hwmWatchdog, _ = statusKB(wd, "VmHWM")
-		st.rssWatchdog, _ = statusKB(wd, "VmRSS")
+		st.hwmSupervisor, _ = statusKB(super, "VmHWM")
 		return nil
 	}
 	s, err := b.cgfreeze(ctx, ct, subtree, during)
