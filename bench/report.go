@@ -166,6 +166,9 @@ func (b *bench) report() error {
 		default:
 			doc = "# Performance\n\n" + beginMarker + "\n" + md + endMarker + "\n"
 		}
+		if err := os.MkdirAll(filepath.Dir(b.o.out), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(b.o.out, []byte(doc), 0o644); err != nil {
 			return err
 		}

@@ -29,12 +29,16 @@ const (
 	// moment (a task in the middle of fork or exit); runc retries so too.
 	einvalRetries = 5
 	einvalPause   = 30 * time.Millisecond
-	// v1 freezer: FREEZING that does not settle is broken by a short
-	// thaw every v1ThawEvery tries, the way runc does.
-	v1ThawEvery   = 50
-	v1ThawPause   = 10 * time.Millisecond
-	v1MaxBackoff  = 10 * time.Millisecond
-	v1BackoffBase = 100 * time.Microsecond
+	// v1 freezer: freezer.state is re-read with a back-off from
+	// v1BackoffBase to v1MaxBackoff (v1 has no notification), FROZEN is
+	// written again every v1RewriteEvery reads (it kicks the tasks that
+	// have not frozen yet), and a FREEZING that does not settle within
+	// v1ThawAfter is broken by a short thaw, the way runc does.
+	v1BackoffBase  = 50 * time.Microsecond
+	v1MaxBackoff   = time.Millisecond
+	v1RewriteEvery = 8
+	v1ThawAfter    = 500 * time.Millisecond
+	v1ThawPause    = 10 * time.Millisecond
 )
 
 // Frozen is a confirmed freeze of a target. Thaw it.
@@ -237,22 +241,17 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 	if err := faults.Point("freeze:marked"); err != nil {
 		return err
 	}
-	backoff := v1BackoffBase
-	for i := 1; ; i++ {
-		if i%v1ThawEvery == 0 {
-			// Processes that keep forking can hold FREEZING forever; a
-			// brief thaw lets them settle before the next try.
-			if err := root.WriteFile(stateFile, "THAWED"); err != nil {
-				return classify(err)
-			}
-			time.Sleep(v1ThawPause)
-		}
+	write := func() error {
 		if err := root.WriteFile(stateFile, "FROZEN"); err != nil {
 			return classify(err)
 		}
-		if err := faults.Point("freeze:written"); err != nil {
-			return err
-		}
+		return faults.Point("freeze:written")
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	since, backoff := time.Now(), v1BackoffBase
+	for i := 1; ; i++ {
 		state, err := root.ReadFile(stateFile)
 		if err != nil {
 			return classify(err)
@@ -263,8 +262,41 @@ func (f *Frozen) freezeV1(ctx context.Context, root *mount.Root) (err error) {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, context.Cause(ctx))
 		}
-		time.Sleep(backoff)
+		switch {
+		case time.Since(since) >= v1ThawAfter:
+			// Processes that keep forking can hold FREEZING for long; a
+			// brief thaw lets them settle before the next try.
+			if err := root.WriteFile(stateFile, "THAWED"); err != nil {
+				return classify(err)
+			}
+			threadSleep(v1ThawPause)
+			if err := write(); err != nil {
+				return err
+			}
+			since, backoff = time.Now(), v1BackoffBase
+			continue
+		case i%v1RewriteEvery == 0:
+			if err := write(); err != nil {
+				return err
+			}
+		}
+		threadSleep(backoff)
 		backoff = min(2*backoff, v1MaxBackoff)
+	}
+}
+
+// threadSleep sleeps on the calling OS thread, the mount's: Go's timers
+// round a sleep below a millisecond up to about one (the runtime's poller
+// waits in whole milliseconds), which the v1 back-off would pay at every
+// read.
+func threadSleep(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	for {
+		var rem unix.Timespec
+		if err := unix.Nanosleep(&ts, &rem); !errors.Is(err, unix.EINTR) {
+			return
+		}
+		ts = rem
 	}
 }
 

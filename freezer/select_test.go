@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cgfreeze/cgfreeze/procs"
 )
 
 const (
@@ -166,5 +168,30 @@ func TestSelectContainerFrozen(t *testing.T) {
 	opts.PIDDefaulted, opts.PID, opts.ContainerID = false, 0, idApp[:12]
 	if pid, err := selectPID(opts); err != nil || pid != 4 {
 		t.Errorf("selectPID(--container-id, frozen) = %d, %v; want 4", pid, err)
+	}
+}
+
+// TestOthersLeft: the cheap step of the workload check reads only the
+// processes outside the target's tree; cgfreeze's own and processes gone
+// meanwhile are nobody's.
+func TestOthersLeft(t *testing.T) {
+	root := fakeProcTree(t, agentView(podPIDNS))
+	opts := selectOpts(root)
+	listed, err := procs.ListPIDs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 5 {
+		t.Fatalf("ListPIDs(%s) = %v, want 5 processes", root, listed)
+	}
+	// PID 1 is the pause container: the app and the sidecar are left.
+	if others, err := othersLeft(opts, 2, listed, map[int]bool{1: true}); err != nil || !others {
+		t.Errorf("othersLeft(shared pod) = %v, %v; want true", others, err)
+	}
+	// Everything but cgfreeze in the target's tree, and a PID that exited
+	// after the listing: nothing left.
+	tree := map[int]bool{1: true, 5: true, 7: true, 9: true}
+	if others, err := othersLeft(opts, 2, append(listed, 424242), tree); err != nil || others {
+		t.Errorf("othersLeft(one container) = %v, %v; want false", others, err)
 	}
 }

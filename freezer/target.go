@@ -97,7 +97,12 @@ func Resolve(opts Options) (*Target, error) {
 	if opts.ContainerID == "" && opts.PID <= 0 {
 		return nil, fmt.Errorf("%w: invalid PID %d", ErrTargetNotFound, opts.PID)
 	}
-	pid, err := selectPID(opts)
+	// The check of a default PID 1 runs after the mount, where it is
+	// cheap (see treePIDs).
+	checkPID1 := opts.PIDDefaulted && opts.ContainerID == ""
+	sel := opts
+	sel.PIDDefaulted = false
+	pid, err := selectPID(sel)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +160,11 @@ func Resolve(opts Options) (*Target, error) {
 		if !found {
 			return nil, fmt.Errorf("cgroup2 is mounted neither in cgfreeze's mount namespace nor in the target's, so its options (nsdelegate, memory_recursiveprot) are unknown and a mount would reset them for the whole machine; mount cgroup2 and pass it with --cgroup-mount")
 		}
+		// Better still: copy a mount of the whole hierarchy that cgfreeze
+		// sees, which applies no options at all, and is quicker (a new
+		// mount from the initial cgroup namespace waits for an RCU grace
+		// period, some 10 ms).
+		mopts.Clones = mount.RootMountsFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
 	}
 	fs, err := mount.Open(spec, mopts)
 	if err != nil {
@@ -164,10 +174,45 @@ func Resolve(opts Options) (*Target, error) {
 	if _, id, ok := procs.ContainerOf(cgPath); ok {
 		t.ContainerID = id
 	}
-	if err := fs.Do(func(root *mount.Root) error { return t.inspect(root, viewNS, self) }); err != nil {
+	var listed []int
+	tree := map[int]bool{}
+	checkPID1 = checkPID1 && !hostPIDNamespace(opts.ProcRoot)
+	if checkPID1 {
+		if listed, err = procs.ListPIDs(opts.ProcRoot); err != nil {
+			return nil, errors.Join(fmt.Errorf("list the processes in %s: %w", opts.ProcRoot, err), fs.Close())
+		}
+	}
+	err = fs.Do(func(root *mount.Root) error {
+		if err := t.inspect(root, viewNS, self); err != nil {
+			return err
+		}
+		if checkPID1 {
+			if err := treePIDs(root, t.Path, tree); err != nil {
+				tree = nil // checkWorkload reads every process instead
+			}
+		}
+		return nil
+	})
+	if err == nil && checkPID1 {
+		others := true
+		if tree != nil {
+			others, err = othersLeft(opts, version, listed, tree)
+		}
+		if err == nil && others {
+			err = checkWorkload(opts)
+		}
+	}
+	if err != nil {
 		return nil, errors.Join(err, fs.Close())
 	}
 	return t, nil
+}
+
+// hostPIDNamespace tells whether cgfreeze runs in the host's PID namespace,
+// where the workload check leaves it to the host-init refusal.
+func hostPIDNamespace(procRoot string) bool {
+	ns, err := procs.Namespace(procRoot, os.Getpid(), "pid")
+	return err == nil && ns == procs.InitPIDNamespace
 }
 
 func targetErr(opts Options, err error) error {

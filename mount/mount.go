@@ -52,6 +52,15 @@ type Options struct {
 	// is, read-only or not, instead of a mount of cgfreeze's own: for hosts
 	// where mounting is not allowed but the cgroup filesystem is visible.
 	Existing string
+	// Clones are directories where the root of the hierarchy is mounted
+	// (from the caller's mountinfo), tried in turn: the first that is a
+	// writable root of the hierarchy is copied with open_tree(2) into a
+	// detached mount, instead of making a new one. Copying applies no
+	// superblock options, and costs microseconds where a new cgroup2 mount
+	// from the initial cgroup namespace costs an RCU grace period (it
+	// re-applies the hierarchy's flags). When none can be copied, a new
+	// mount is made.
+	Clones []string
 }
 
 // Open mounts the hierarchy described by spec on a fresh OS thread, in the
@@ -80,12 +89,19 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 			return
 		}
 	}
-	var rootFD int
-	var err error
-	if opts.Existing != "" {
+	rootFD, err := -1, error(nil)
+	switch {
+	case opts.Existing != "":
 		rootFD, err = openExisting(fs.spec, opts.Existing)
-	} else {
-		rootFD, err = mountHierarchy(fs.spec)
+	default:
+		for _, dir := range opts.Clones {
+			if rootFD, err = cloneHierarchy(fs.spec, dir); err == nil {
+				break
+			}
+		}
+		if rootFD < 0 {
+			rootFD, err = mountHierarchy(fs.spec)
+		}
 	}
 	if err != nil {
 		ready <- err
@@ -175,6 +191,41 @@ func openExisting(spec Spec, dir string) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s is not the root of a %s mount", dir, fsType(spec))
 	}
+	return fd, nil
+}
+
+// cloneHierarchy returns a file descriptor of a detached copy (open_tree
+// OPEN_TREE_CLONE) of the mount at dir, which must be a writable mount of
+// the root of the hierarchy of spec's version: the root directory of a
+// cgroup file system is inode 1.
+func cloneHierarchy(spec Spec, dir string) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("open_tree %s: %w", dir, err)
+	}
+	var st unix.Statfs_t
+	var ino unix.Stat_t
+	want := int64(unix.CGROUP2_SUPER_MAGIC)
+	if spec.Version == 1 {
+		want = unix.CGROUP_SUPER_MAGIC
+	}
+	switch {
+	case unix.Fstatfs(fd, &st) != nil || int64(st.Type) != want: //nolint:unconvert // Statfs_t.Type is int32 on 32-bit platforms
+		err = fmt.Errorf("%s is not a %s mount", dir, fsType(spec))
+	case st.Flags&unix.ST_RDONLY != 0:
+		err = fmt.Errorf("%s is mounted read-only", dir)
+	case unix.Fstat(fd, &ino) != nil || ino.Ino != 1:
+		err = fmt.Errorf("%s is not the root of the hierarchy", dir)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	// As a new mount would be; a copy keeps the flags of the mount it
+	// copies. Nothing in a cgroup file system can be executed or is a
+	// device, so this is tidiness, and a kernel without mount_setattr
+	// (before 5.12) goes without.
+	_ = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NODEV})
 	return fd, nil
 }
 

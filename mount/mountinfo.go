@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -50,4 +51,59 @@ func SuperOptionsFromFiles(fstype string, paths ...string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// RootMounts returns the mount points at which a /proc/<pid>/mountinfo
+// stream shows the root ("/") of a file system of type fstype, in the order
+// listed: for cgroup2, the places where the whole hierarchy is mounted.
+func RootMounts(r io.Reader, fstype string) ([]string, error) {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	var out []string
+	for s.Scan() {
+		pre, post, ok := strings.Cut(s.Text(), " - ")
+		if !ok {
+			continue
+		}
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if len(a) < 5 || len(b) < 1 || b[0] != fstype || a[3] != "/" {
+			continue
+		}
+		out = append(out, unescape(a[4]))
+	}
+	return out, s.Err()
+}
+
+// RootMountsFromFile is RootMounts of a mountinfo file; an unreadable file
+// has none.
+func RootMountsFromFile(fstype, path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	out, err := RootMounts(f, fstype)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

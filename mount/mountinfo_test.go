@@ -163,3 +163,31 @@ func TestSpecString(t *testing.T) {
 		}
 	}
 }
+
+func TestRootMounts(t *testing.T) {
+	for _, tt := range []struct {
+		file, fstype string
+		want         []string
+	}{
+		{"mountinfo-hybrid", "cgroup2", []string{"/sys/fs/cgroup/unified"}},
+		{"mountinfo-v2", "cgroup2", []string{"/sys/fs/cgroup"}},
+		{"mountinfo-v1", "cgroup2", nil},
+		{"mountinfo-container", "cgroup2", []string{"/sys/fs/cgroup"}},
+	} {
+		got := RootMountsFromFile(tt.fstype, filepath.Join("testdata", tt.file))
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("RootMountsFromFile(%q, %s) = %q, want %q", tt.fstype, tt.file, got, tt.want)
+		}
+	}
+	// Only the root of the file system counts, and escapes are undone.
+	in := "40 30 0:25 /kubepods /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n" +
+		"41 30 0:25 / /mnt/my\\040cgroup rw - cgroup2 cgroup2 rw\n" +
+		"42 30 0:26 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer\n"
+	got, err := RootMounts(strings.NewReader(in), "cgroup2")
+	if err != nil || !reflect.DeepEqual(got, []string{"/mnt/my cgroup"}) {
+		t.Errorf("RootMounts = %q, %v; want [/mnt/my cgroup]", got, err)
+	}
+	if got := RootMountsFromFile("cgroup2", filepath.Join("testdata", "missing")); got != nil {
+		t.Errorf("RootMountsFromFile(missing) = %q, want none", got)
+	}
+}

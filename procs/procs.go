@@ -129,3 +129,24 @@ func IsAncestor(a, b string) bool {
 func Outside(path string) bool {
 	return path == "/.." || strings.HasPrefix(path, "/../")
 }
+
+// ListPIDs lists the processes that procRoot shows, in directory order:
+// one read of the directory, nothing per process.
+func ListPIDs(procRoot string) ([]int, error) {
+	f, err := os.Open(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	pids := make([]int, 0, len(names))
+	for _, n := range names {
+		if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
