@@ -23,9 +23,15 @@ import (
 
 	"github.com/cgfreeze/cgfreeze/freezer"
 	"github.com/cgfreeze/cgfreeze/internal/faults"
+	"github.com/cgfreeze/cgfreeze/procs"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 )
+
+// earlyHolder lets a freeze start its holder before the supervisor has
+// resolved the target (supervisor.go, startHolder). The unit tests, whose
+// binary is not cgfreeze, switch it off.
+var earlyHolder = true
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -139,6 +145,9 @@ type config struct {
 	leases    []string
 	// parentPidfd is the holder's descriptor of a pidfd for --lease parent.
 	parentPidfd int
+	// goFD is an early holder's descriptor of its supervisor's word
+	// (supervisor.go, startHolder).
+	goFD int
 
 	// issue 3: the target by container ID, and whether --pid was given
 	// (the default PID 1 is checked for being a workload).
@@ -161,6 +170,7 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	}
 	if cmd == holdCommand {
 		fs.IntVar(&c.parentPidfd, "parent-pidfd", 0, "a pidfd whose process's exit ends the hold (--lease parent)")
+		fs.IntVar(&c.goFD, "go-fd", 0, "wait for the supervisor's word on this descriptor before changing anything")
 	}
 	switch cmd {
 	case "freeze", holdCommand:
@@ -264,9 +274,38 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	// A freeze of a PID starts its holder at once, to resolve the target
+	// at the same time as the supervisor (supervisor.go, startHolder).
+	var early *holderProc
+	if cmd == "freeze" && c.containerID == "" && earlyHolder && procs.Exists(c.procRoot, c.pid) {
+		faults.Disable()
+		var err error
+		if early, err = startHolder(c, stdin, stdout, stderr, true); err != nil {
+			return fail(ev, log, err)
+		}
+	}
 	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
 		PIDDefaulted: !c.pidSet, ContainerID: c.containerID})
+	if c.goFD > 0 {
+		// An early holder: the supervisor has the last word.
+		path, ok := awaitSupervisor(c.goFD)
+		if !ok {
+			// It could not resolve the target and says why, or it died
+			// before anything changed.
+			if err == nil {
+				_ = target.Close()
+			}
+			return exitOK
+		}
+		if err == nil && path != target.Path {
+			_ = target.Close()
+			err = fmt.Errorf("the target's cgroup changed while it was resolved: %s for the supervisor, %s for the holder; try again", path, target.Path)
+		}
+	}
 	if err != nil {
+		if early != nil {
+			early.abort()
+		}
 		return fail(ev, log, err)
 	}
 	defer func() {
@@ -286,7 +325,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
 	case "freeze":
-		return supervise(c, ev, log, target, sigs, stdin, stdout, stderr)
+		return supervise(c, ev, log, target, sigs, early, stdin, stdout, stderr)
 	}
 	return freezeAndHold(c, ev, log, target, sigs, stdin)
 }

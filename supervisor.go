@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,12 @@ const (
 	// --lease parent.
 	holderFD = 3
 	parentFD = 4
+	// goWord starts the supervisor's word to an early holder: go on, with
+	// the target at this (quoted) path.
+	goWord = "go "
+	// holderAbortLimit bounds the wait for an early holder to end when
+	// the supervisor gives up.
+	holderAbortLimit = 10 * time.Second
 )
 
 // holderArgs is the command line of the holder: the supervisor's flags,
@@ -77,34 +84,62 @@ func holderArgs(c config, withParent bool) []string {
 	return args
 }
 
-// supervise runs a freeze: it starts the holder and watches it.
-func supervise(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
-	// Injected faults are the holder's: the supervisor is what must
-	// survive them. The holder inherits the environment.
-	faults.Disable()
+// holderProc is a started holder.
+type holderProc struct {
+	cmd    *exec.Cmd
+	doneR  *os.File // the supervisor's end of the holder's pipe
+	parent *os.File // the pidfd for --lease parent, or nil
+	// goW, while the holder waits for it (an early start), is the pipe on
+	// which the supervisor says whether to go on.
+	goW *os.File
+}
+
+// startHolder starts the holder. With early, it starts before the
+// supervisor has resolved the target: the holder resolves it too, at the
+// same time, and then waits for the supervisor's word (proceed or abort)
+// before it changes anything. The target is the same process for both
+// (--pid, given or the default, not --container-id, whose selection only the
+// supervisor makes). This saves the holder's start and resolution, some 4
+// ms, from the time to frozen; and when the supervisor cannot resolve the
+// target, it reports why and the holder ends without a word.
+func startHolder(c config, stdin io.Reader, stdout, stderr io.Writer, early bool) (*holderProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return fail(ev, log, fmt.Errorf("find cgfreeze's own binary to start the holder: %w", err))
+		return nil, fmt.Errorf("find cgfreeze's own binary to start the holder: %w", err)
 	}
-	var parent *os.File
+	h := &holderProc{}
 	for _, l := range c.leases {
 		if l == leaseParent {
-			if parent, err = openParent(); err != nil {
-				return fail(ev, log, err)
+			if h.parent, err = openParent(); err != nil {
+				return nil, err
 			}
-			defer parent.Close()
 		}
 	}
 	doneR, doneW, err := os.Pipe()
 	if err != nil {
-		return fail(ev, log, fmt.Errorf("start the holder: %w", err))
+		h.close()
+		return nil, fmt.Errorf("start the holder: %w", err)
 	}
-	defer doneR.Close()
-	cmd := exec.Command(exe, holderArgs(c, parent != nil)...)
-	cmd.ExtraFiles = []*os.File{doneW}
-	if parent != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, parent)
+	h.doneR = doneR
+	defer doneW.Close()
+	args := holderArgs(c, h.parent != nil)
+	extra := []*os.File{doneW}
+	if h.parent != nil {
+		extra = append(extra, h.parent)
 	}
+	if early {
+		goR, goW, err := os.Pipe()
+		if err != nil {
+			h.close()
+			return nil, fmt.Errorf("start the holder: %w", err)
+		}
+		defer goR.Close()
+		h.goW = goW
+		args = append(args, "--go-fd="+strconv.Itoa(3+len(extra)))
+		extra = append(extra, goR)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.ExtraFiles = extra
 	// The holder reads stdin for --lease stdin; the supervisor never does.
 	if f, ok := stdin.(*os.File); ok {
 		cmd.Stdin = f
@@ -119,11 +154,87 @@ func supervise(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sig
 	// background group that reads a terminal (--lease stdin) would be
 	// stopped by SIGTTIN. A terminal's Ctrl-C then reaches both, and the
 	// holder ignores the forwarded copy as it ignores any second signal.
-	err = cmd.Start()
-	_ = doneW.Close()
-	if err != nil {
-		return fail(ev, log, fmt.Errorf("start the holder: %w", err))
+	if err := cmd.Start(); err != nil {
+		h.close()
+		return nil, fmt.Errorf("start the holder: %w", err)
 	}
+	h.cmd = cmd
+	return h, nil
+}
+
+// proceed tells a holder that waits for it the target the supervisor
+// resolved: the holder goes on if it resolved the same.
+func (h *holderProc) proceed(t *freezer.Target) error {
+	if h.goW == nil {
+		return nil
+	}
+	_, err := h.goW.WriteString(goWord + strconv.Quote(t.Path) + "\n")
+	_ = h.goW.Close()
+	h.goW = nil
+	return err
+}
+
+// abort tells a holder that waits for it that the supervisor gave up, and
+// waits for it to end: it changed nothing and says nothing.
+func (h *holderProc) abort() {
+	if h.goW != nil {
+		_ = h.goW.Close()
+		h.goW = nil
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = h.cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(holderAbortLimit):
+		_ = h.cmd.Process.Kill()
+		<-exited
+	}
+	h.close()
+}
+
+func (h *holderProc) close() {
+	for _, f := range []*os.File{h.doneR, h.parent, h.goW} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// awaitSupervisor is the early holder's wait for its supervisor's word. It
+// returns the target path the supervisor resolved, or ok false when the
+// supervisor gave up or died.
+func awaitSupervisor(fd int) (path string, ok bool) {
+	f := os.NewFile(uintptr(fd), "supervisor's word")
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadString('\n')
+	rest, found := strings.CutPrefix(strings.TrimSuffix(line, "\n"), goWord)
+	if err != nil || !found {
+		return "", false
+	}
+	path, err = strconv.Unquote(rest)
+	return path, err == nil
+}
+
+// supervise runs a freeze: it starts the holder (unless it started early)
+// and watches it.
+func supervise(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, h *holderProc, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Injected faults are the holder's: the supervisor is what must
+	// survive them. The holder inherits the environment.
+	faults.Disable()
+	if h == nil {
+		var err error
+		if h, err = startHolder(c, stdin, stdout, stderr, false); err != nil {
+			return fail(ev, log, err)
+		}
+	}
+	defer h.close()
+	if err := h.proceed(t); err != nil {
+		log.Warn().Err(err).Msg("telling the holder to go on")
+	}
+	cmd, doneR := h.cmd, h.doneR
 
 	done := make(chan bool, 1)
 	go func() {
