@@ -83,6 +83,10 @@ type Target struct {
 
 	procRoot string
 	fs       *mount.FS
+	// spec and mopts open the same hierarchy again, for the count beside a
+	// freeze (Frozen.countAside).
+	spec  mount.Spec
+	mopts mount.Options
 }
 
 // Resolve finds the target cgroup of opts.PID, mounts its hierarchy
@@ -170,7 +174,7 @@ func Resolve(opts Options) (*Target, error) {
 	if err != nil {
 		return nil, classify(err)
 	}
-	t := &Target{PID: opts.PID, Version: version, EnteredNamespace: enter, procRoot: opts.ProcRoot, fs: fs}
+	t := &Target{PID: opts.PID, Version: version, EnteredNamespace: enter, procRoot: opts.ProcRoot, fs: fs, spec: spec, mopts: mopts}
 	if _, id, ok := procs.ContainerOf(cgPath); ok {
 		t.ContainerID = id
 	}
