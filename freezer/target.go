@@ -102,8 +102,17 @@ func Resolve(opts Options) (*Target, error) {
 		return nil, fmt.Errorf("%w: invalid PID %d", ErrTargetNotFound, opts.PID)
 	}
 	// The check of a default PID 1 runs after the mount, where it is
-	// cheap (see treePIDs).
-	checkPID1 := opts.PIDDefaulted && opts.ContainerID == ""
+	// cheap (see treePIDs); the listing of the processes it needs runs
+	// meanwhile.
+	checkPID1 := opts.PIDDefaulted && opts.ContainerID == "" && !hostPIDNamespace(opts.ProcRoot)
+	var listing chan listResult
+	if checkPID1 {
+		listing = make(chan listResult, 1)
+		go func() {
+			pids, err := procs.ListPIDs(opts.ProcRoot)
+			listing <- listResult{pids, err}
+		}()
+	}
 	sel := opts
 	sel.PIDDefaulted = false
 	pid, err := selectPID(sel)
@@ -178,14 +187,7 @@ func Resolve(opts Options) (*Target, error) {
 	if _, id, ok := procs.ContainerOf(cgPath); ok {
 		t.ContainerID = id
 	}
-	var listed []int
 	tree := map[int]bool{}
-	checkPID1 = checkPID1 && !hostPIDNamespace(opts.ProcRoot)
-	if checkPID1 {
-		if listed, err = procs.ListPIDs(opts.ProcRoot); err != nil {
-			return nil, errors.Join(fmt.Errorf("list the processes in %s: %w", opts.ProcRoot, err), fs.Close())
-		}
-	}
 	err = fs.Do(func(root *mount.Root) error {
 		if err := t.inspect(root, viewNS, self); err != nil {
 			return err
@@ -199,8 +201,10 @@ func Resolve(opts Options) (*Target, error) {
 	})
 	if err == nil && checkPID1 {
 		others := true
-		if tree != nil {
-			others, err = othersLeft(opts, version, listed, tree)
+		if l := <-listing; l.err != nil {
+			err = fmt.Errorf("list the processes in %s: %w", opts.ProcRoot, l.err)
+		} else if tree != nil {
+			others, err = othersLeft(opts, version, l.pids, tree)
 		}
 		if err == nil && others {
 			err = checkWorkload(opts)
@@ -210,6 +214,11 @@ func Resolve(opts Options) (*Target, error) {
 		return nil, errors.Join(err, fs.Close())
 	}
 	return t, nil
+}
+
+type listResult struct {
+	pids []int
+	err  error
 }
 
 // hostPIDNamespace tells whether cgfreeze runs in the host's PID namespace,
