@@ -80,7 +80,7 @@ exec "$nsenter" --target "$tpid" --pid -- "$unshare" --cgroup --mount --propagat
 // SIGTERM to its exit, which comes after the confirmed thaw and after its
 // holder child has ended. subtree runs it as a kubectl-debug agent. during,
 // if set, runs while it holds, with cgfreeze's host PID.
-func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, during func(holder int) error) (s sample, err error) {
+func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, during func(holder int) error, extra ...string) (s sample, err error) {
 	how := "direct"
 	if ct.version == 1 {
 		how = "v1"
@@ -129,7 +129,7 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 		}
 		pid = cmd.Process.Pid
 	} else {
-		cmd, pid, t0, err = b.startAgent(ctx, ct, outW, errFile)
+		cmd, pid, t0, err = b.startAgent(ctx, ct, outW, errFile, extra...)
 		if err != nil {
 			return s, describe(err)
 		}
@@ -210,7 +210,7 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 
 // startAgent starts cgfreeze as an ephemeral container's agent, returning
 // the wrapper's command, cgfreeze's host PID and the time of its exec.
-func (b *bench) startAgent(ctx context.Context, ct *container, stdout, stderr *os.File) (*exec.Cmd, int, time.Time, error) {
+func (b *bench) startAgent(ctx context.Context, ct *container, stdout, stderr *os.File, extra ...string) (*exec.Cmd, int, time.Time, error) {
 	goR, goW, err := os.Pipe()
 	if err != nil {
 		return nil, 0, time.Time{}, err
@@ -222,8 +222,9 @@ func (b *bench) startAgent(ctx context.Context, ct *container, stdout, stderr *o
 		return nil, 0, time.Time{}, err
 	}
 	defer readyR.Close()
-	cmd := exec.Command(busybox, "sh", "-c", agentScript, "agent", b.agentProcs, strconv.Itoa(ct.pid),
-		b.tools["nsenter"], b.tools["unshare"], b.tools["mount"], b.tools["umount"], b.bin, "-o", "json")
+	argv := append([]string{"sh", "-c", agentScript, "agent", b.agentProcs, strconv.Itoa(ct.pid),
+		b.tools["nsenter"], b.tools["unshare"], b.tools["mount"], b.tools["umount"], b.bin, "-o", "json"}, extra...)
+	cmd := exec.Command(busybox, argv...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{goR, readyW} // fds 3 and 4
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -313,11 +313,16 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 		methods = []method{
 			{row: "direct", name: "cgfreeze", run: func(ctx context.Context, ct *container) (sample, error) { return b.cgfreeze(ctx, ct, false, nil) }},
 			{row: "subtree", name: "cgfreeze", run: func(ctx context.Context, ct *container) (sample, error) { return b.cgfreeze(ctx, ct, true, nil) }},
+			// The same with --pid 1, which skips the check that PID 1
+			// is the namespace's only workload (it lists /proc).
+			{row: "subtree-pid1", name: "cgfreeze", run: func(ctx context.Context, ct *container) (sample, error) {
+				return b.cgfreeze(ctx, ct, true, nil, "--pid", "1")
+			}},
 			// runc pause freezes the container's cgroup from the host on
 			// either layout: the peer of both rows.
-			{row: "direct", name: "runc", rows: []string{"direct", "subtree"}, run: b.runcPauseResume},
+			{row: "direct", name: "runc", rows: []string{"direct", "subtree", "subtree-pid1"}, run: b.runcPauseResume},
 			{row: "direct", name: "limit", run: b.limitDirect},
-			{row: "subtree", name: "limit", run: b.limitSubtree},
+			{row: "subtree", name: "limit", rows: []string{"subtree", "subtree-pid1"}, run: b.limitSubtree},
 		}
 	}
 	for round := -b.o.warmup; round < b.o.reps; round++ {
@@ -354,7 +359,7 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 	}
 	if n == b.o.holdSize && b.o.hold > 0 {
 		for _, m := range methods {
-			if m.name != "cgfreeze" {
+			if m.name != "cgfreeze" || m.row == "subtree-pid1" {
 				continue
 			}
 			logf("%s: holding a freeze of %d processes for %v", m.row, n, b.o.hold)
