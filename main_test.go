@@ -108,7 +108,8 @@ func TestHelpMentionsDocumentedFlags(t *testing.T) {
 	if len(flags) < 10 {
 		t.Fatalf("found only %d flags in docs/usage.md: %q", len(flags), flags)
 	}
-	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}, "--lease": {"freeze"}}
+	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}, "--lease": {"freeze"},
+		"--drop-connections": {"freeze"}, "--drop-local-port": {"freeze"}, "--drop-remote-port": {"freeze"}, "--drop-direction": {"freeze"}}
 	for _, cmd := range []string{"freeze", "thaw", "status"} {
 		_, help, _ := runCapture(t, cmd, "--help")
 		for _, f := range flags {
