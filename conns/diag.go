@@ -89,7 +89,10 @@ func (d *Diag) Close() error {
 // namespaces). fn therefore must not call runtime.UnlockOSThread, must not
 // rely on goroutines it starts being in the namespace (they run on other
 // threads), and should only create what must be created there (sockets keep
-// the namespace they were made in) and return.
+// the namespace they were made in) and return. A thread that ends takes
+// along the PR_SET_PDEATHSIG of the children it forked: a caller that starts
+// children with Pdeathsig must know that any of its threads may be the one
+// InNetns locks and ends.
 func InNetns(nsPath string, wantIno uint64, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
