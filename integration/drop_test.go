@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -282,5 +284,156 @@ func TestDropConnections(t *testing.T) {
 			h.requireSameCgroups("after the thaw", before, tg.w.pid)
 			h.checkLeftovers()
 		})
+	}
+}
+
+// TestDropConnectionsFilters: --drop-direction and the port filters leave
+// the connections they exclude alone, and say how many.
+func TestDropConnectionsFilters(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		flags   func(s *dropScene) []string
+		dropped string // "outbound" or "inbound": the one connection that goes
+	}{
+		{"outbound", func(*dropScene) []string { return []string{"--drop-direction", "outbound"} }, "outbound"},
+		{"inbound", func(*dropScene) []string { return []string{"--drop-direction", "inbound"} }, "inbound"},
+		{"remote-port", func(s *dropScene) []string {
+			_, port, _ := net.SplitHostPort(s.peerLn.Addr().String())
+			return []string{"--drop-remote-port", "1-10," + port}
+		}, "outbound"},
+		{"local-port", func(s *dropScene) []string {
+			_, port, _ := net.SplitHostPort(s.appAddr)
+			return []string{"--drop-local-port", port}
+		}, "inbound"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newDropScene(t, kindDirect, ipv4, sceneOpts{})
+			outbound, inbound := watchReset(s.fromApp), watchReset(s.toApp)
+			r := s.tg.start("", append([]string{"--drop-connections"}, tt.flags(s)...)...)
+			r.waitEvent("frozen")
+			frozenAt := time.Now()
+			e := r.waitEvent("connections_dropped")
+			if e.Count == nil || *e.Count != 1 || len(e.Connections) != 1 || e.Connections[0].Direction != tt.dropped || e.Filtered != 1 {
+				t.Fatalf("connections_dropped %s: want the %s connection only, and filtered 1", e.raw, tt.dropped)
+			}
+			dropped, kept, keptConn := outbound, inbound, s.toApp
+			if tt.dropped == "inbound" {
+				dropped, kept, keptConn = inbound, outbound, s.fromApp
+			}
+			requireReset(t, "the dropped connection's peer", dropped, frozenAt)
+			select {
+			case e := <-kept:
+				t.Errorf("the connection the filter excludes ended: %v", e.err)
+			case <-time.After(stillFor):
+			}
+			r.signal(syscall.SIGTERM)
+			r.waitEvent("thawed")
+			if code := r.wait(); code != 0 {
+				t.Errorf("exit code %d: %s", code, r.describe())
+			}
+			// The watcher's read gets the echo of nothing yet: a round
+			// trip proves the kept connection alive after the thaw.
+			_ = keptConn.SetReadDeadline(time.Now())
+			<-kept
+			if err := roundTrip(keptConn); err != nil {
+				t.Errorf("the connection the filter excludes, after the thaw: %v", err)
+			}
+			s.h.checkLeftovers()
+		})
+	}
+}
+
+// TestDropConnectionsShared: a socket that a process outside the freeze
+// holds too (app started a child that moved to another cgroup with a copy
+// of it) is left alone and reported as shared; the rest is dropped.
+func TestDropConnectionsShared(t *testing.T) {
+	s := newDropScene(t, kindDirect, ipv4, sceneOpts{share: true})
+	outbound, inbound := watchReset(s.fromApp), watchReset(s.toApp)
+	r := s.tg.start("", "--drop-connections")
+	r.waitEvent("frozen")
+	frozenAt := time.Now()
+	e := r.waitEvent("connections_dropped")
+	if e.Count == nil || *e.Count != 1 || e.Connections[0].Direction != "inbound" || len(e.Shared) != 1 || e.Shared[0].Direction != "outbound" {
+		t.Fatalf("connections_dropped %s: want the inbound connection dropped and the outbound one shared", e.raw)
+	}
+	requireReset(t, "the inbound connection's peer", inbound, frozenAt)
+	select {
+	case e := <-outbound:
+		t.Errorf("the shared connection ended: %v", e.err)
+	case <-time.After(stillFor):
+	}
+	r.signal(syscall.SIGTERM)
+	r.waitEvent("thawed")
+	if code := r.wait(); code != 0 {
+		t.Errorf("exit code %d: %s", code, r.describe())
+	}
+	s.h.checkLeftovers()
+}
+
+// TestDropConnectionsCannot: a kernel without CONFIG_INET_DIAG_DESTROY
+// (played by a fault that answers EOPNOTSUPP where the kernel would) and a
+// cgfreeze without CAP_NET_ADMIN. Best effort (--drop-connections): say so,
+// drop nothing, hold the freeze, exit 0. --drop-connections=required: thaw,
+// error event, exit 11, everything restored.
+func TestDropConnectionsCannot(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is missing: %v", err)
+	}
+	for _, cause := range []struct {
+		name    string
+		fault   string
+		wrapper []string
+		warning string
+	}{
+		{"no-destroy-in-kernel", "drop:destroy:eopnotsupp", nil, "CONFIG_INET_DIAG_DESTROY"},
+		{"no-net-admin", "", []string{setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"}, "CAP_NET_ADMIN"},
+	} {
+		for _, mode := range []string{"on", "required"} {
+			for _, k := range []kind{kindDirect, kindSubtree} {
+				t.Run(cause.name+"/"+mode+"/"+string(k), func(t *testing.T) {
+					t.Setenv("CGFREEZE_FAULT", cause.fault)
+					s := newDropScene(t, k, ipv4, sceneOpts{})
+					before := s.h.snapshot(s.tg.cg)
+					argv := s.tg.argv("", "--drop-connections="+mode)
+					if cause.wrapper != nil {
+						argv = insertBefore(t, argv, cause.wrapper...)
+					}
+					r := s.h.startCgfreeze("cgfreeze ("+string(k)+")", argv)
+					r.waitEvent("frozen")
+					e := r.waitEvent("connections_dropped")
+					if e.Count == nil || *e.Count != 0 || e.Connections == nil || len(e.Connections) != 0 || !strings.Contains(e.Warning, cause.warning) {
+						t.Errorf("connections_dropped %s: want count 0, an empty list and a warning that names %s", e.raw, cause.warning)
+					}
+					if mode == "required" {
+						fail := r.requireRefusal(11)
+						if !strings.Contains(fail.Error, cause.warning) || !strings.Contains(fail.Error, "the target was thawed") {
+							t.Errorf("error event %s: want the cause (%s) and that the target was thawed", fail.raw, cause.warning)
+						}
+					} else {
+						s.tg.requireFrozen("frozen without its connections dropped")
+						for _, c := range []net.Conn{s.fromApp, s.toApp} {
+							_ = c.SetReadDeadline(time.Now().Add(stillFor))
+							if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+								t.Errorf("a connection of the frozen app ended although nothing was dropped: %v", err)
+							}
+						}
+						r.signal(syscall.SIGTERM)
+						r.waitEvent("thawed")
+						if code := r.wait(); code != 0 {
+							t.Errorf("exit code %d: %s", code, r.describe())
+						}
+						for _, c := range []net.Conn{s.fromApp, s.toApp} {
+							if err := roundTrip(c); err != nil {
+								t.Errorf("after the thaw: %v", err)
+							}
+						}
+					}
+					s.h.requireProgress("after the thaw", s.tg.w)
+					s.h.requireSameCgroups("after the thaw", before, s.tg.w.pid)
+					s.h.checkLeftovers()
+				})
+			}
+		}
 	}
 }
