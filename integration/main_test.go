@@ -106,6 +106,7 @@ func testMain(m *testing.M) int {
 	}
 
 	code := m.Run()
+	stopRabbit()
 
 	// A test that enabled nsdelegate restores the options itself; this is
 	// the safety net for one that failed half-way.
