@@ -70,12 +70,13 @@ func grpcFailover(tb testing.TB, drop bool) grpcResult {
 	defer func() { _ = cc.Close() }()
 	client := healthpb.NewHealthClient(cc)
 
-	// Open streams until one is on A (round_robin alternates).
+	// Open streams until one is on A (round_robin alternates between
+	// the servers that are ready; A may still be connecting at first).
 	var stream healthpb.Health_WatchClient
 	var streamCtx context.Context
-	for try := 0; stream == nil; try++ {
-		if try == 10 {
-			tb.Fatal("no stream reached server A in 10 tries")
+	for start := time.Now(); stream == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > startDeadline {
+			tb.Fatalf("no stream reached server A within %v", startDeadline)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), grpcStreamDeadline)
 		defer cancel()
