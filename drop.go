@@ -167,7 +167,7 @@ func explainDrop(err error) string {
 
 // thawAfterDropFailure undoes the freeze when --drop-connections=required
 // could not drop, and returns the exit code.
-func thawAfterDropFailure(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, frozen *freezer.Frozen, dropErr error) int {
+func thawAfterDropFailure(c config, ev *emitter, log zerolog.Logger, frozen *freezer.Frozen, dropErr error) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	if err := frozen.Thaw(ctx); err != nil {

@@ -365,7 +365,7 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 	// the connections are left alone then.
 	if c.drop.mode != dropOff && !late {
 		if err := dropConnections(c, ev, log, t); err != nil {
-			return thawAfterDropFailure(c, ev, log, t, frozen, err)
+			return thawAfterDropFailure(c, ev, log, frozen, err)
 		}
 	}
 	if err := faults.Point("hold"); err != nil {

@@ -72,7 +72,7 @@ func TestCapture(t *testing.T) {
 		if err != nil {
 			fatal("%v", err)
 		}
-		defer d.Close()
+		defer func() { _ = d.Close() }()
 		for _, f := range []struct {
 			family uint8
 			name   string

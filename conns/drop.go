@@ -273,7 +273,7 @@ func dropInNamespace(nsPath string, nsIno uint64, owner, shared map[uint64]int, 
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	var socks []Socket
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		s, err := d.Dump(family, dropStates)

@@ -155,19 +155,19 @@ func TestDestroy(t *testing.T) {
 				t.Errorf("listen: %v", err)
 				return
 			}
-			defer l.Close()
+			defer func() { _ = l.Close() }()
 			client, err := net.Dial(network, l.Addr().String())
 			if err != nil {
 				t.Errorf("dial: %v", err)
 				return
 			}
-			defer client.Close()
+			defer func() { _ = client.Close() }()
 			server, err := l.Accept()
 			if err != nil {
 				t.Errorf("accept: %v", err)
 				return
 			}
-			defer server.Close()
+			defer func() { _ = server.Close() }()
 			serverIno := inodeOf(t, server)
 
 			d, err := Open("", 0)
@@ -175,7 +175,7 @@ func TestDestroy(t *testing.T) {
 				t.Errorf("Open: %v", err)
 				return
 			}
-			defer d.Close()
+			defer func() { _ = d.Close() }()
 			family := uint8(unix.AF_INET)
 			if network == "tcp6" {
 				family = unix.AF_INET6

@@ -135,11 +135,11 @@ func grpcFailover(tb testing.TB, drop bool) grpcResult {
 				res.reach = time.Since(frozenAt)
 				break
 			}
-			if time.Since(frozenAt) > 2*grpcStreamDeadline {
-				tb.Fatalf("the client does not reach server B %v after the freeze: last %v", time.Since(frozenAt), err)
-			}
 			if err == nil {
 				err = errors.New(resp.Status.String())
+			}
+			if time.Since(frozenAt) > 2*grpcStreamDeadline {
+				tb.Fatalf("the client does not reach server B %v after the freeze: last %v", time.Since(frozenAt), err)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -37,7 +38,7 @@ func newNetns() (*netns, error) {
 		err error
 	}
 	ch := make(chan result, 1)
-	onThread(func() error {
+	_ = onThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			ch <- result{err: fmt.Errorf("unshare a network namespace: %w", err)}
 			return nil
@@ -190,7 +191,7 @@ func (h *harness) startHelper(cg *cgroup, name string, o helperOpts, args ...str
 	// The process joins cg itself, once inside the namespaces: nsenter
 	// --pid forks, and its parent must stay out of the target.
 	enter := []string{busybox, "sh", "-c", `echo 0 > "$1" || { echo "cannot join the cgroup" >&2; exit 97; }; shift; exec "$@"`, "enter", cg.file("cgroup.procs"), self}
-	argv := append(enter, args...)
+	argv := slices.Concat(enter, args)
 	switch {
 	case o.pidnsOf != 0:
 		argv = append([]string{nsenterPath, "--target", strconv.Itoa(o.pidnsOf), "--pid", "--net", "--"}, argv...)
@@ -265,16 +266,4 @@ func (hp *helper) next(t testing.TB, kind string, d time.Duration) helperMsg {
 		t.Fatalf("%s: no %q message after %v; stderr: %s", hp.w.name, kind, d, hp.w.stderrText())
 	}
 	return helperMsg{}
-}
-
-// quiet checks that the helper says nothing for d.
-func (hp *helper) quiet(t testing.TB, d time.Duration) {
-	t.Helper()
-	select {
-	case m, ok := <-hp.msgs:
-		if ok {
-			t.Errorf("%s said %+v while it should be still", hp.w.name, m)
-		}
-	case <-time.After(d):
-	}
 }

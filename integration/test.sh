@@ -13,6 +13,10 @@ need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null || need+=(runc)
 command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-linux)
+# The --drop-connections tests run a real broker (integration/rabbitmq_test.go).
+# Debian's package does not start the service inside a container (no init);
+# the tests start their own broker in a network namespace of theirs.
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test: installing ${need[*]}"
   apt-get update -qq
@@ -20,6 +24,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 echo "test: unit tests (race detector)"
-go test -race -count=1 ./procs/... ./mount/... ./freezer/... .
+go test -race -count=1 ./procs/... ./mount/... ./freezer/... ./conns/... ./internal/... .
 echo "test: integration tests (real cgroups, as root)"
 go test -count=1 -timeout 20m ./integration/...
