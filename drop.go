@@ -160,7 +160,7 @@ func explainDrop(err error) string {
 	case errors.Is(err, conns.ErrNotSupported):
 		msg = "this kernel cannot abort sockets (it is built without CONFIG_INET_DIAG_DESTROY): nothing was dropped; the peers notice the freeze only through their own heartbeats or deadlines (" + msg + ")"
 	case errors.Is(err, conns.ErrNotPermitted):
-		msg = "cgfreeze lacks CAP_NET_ADMIN over the target's network namespace (kubectl debug --profile=sysadmin or --profile=netadmin, or root on the node): " + msg
+		msg = "cgfreeze lacks CAP_NET_ADMIN over the target's network namespace (kubectl debug --profile=sysadmin, or root on the node): " + msg
 	}
 	return strings.ReplaceAll(msg, "\n", "; ")
 }
