@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -122,5 +124,21 @@ func TestFailDropExitCode(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "the target was thawed and runs as before") {
 		t.Errorf("error event %s: no hint", out.String())
+	}
+}
+
+// TestEventFieldsDocumented: every field an event can carry has a row in
+// the field table of docs/usage.md.
+func TestEventFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("docs", "usage.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[event]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if !strings.Contains(string(doc), "\n| `"+name+"` |") {
+			t.Errorf("event field %q has no row in the field table of docs/usage.md", name)
+		}
 	}
 }
