@@ -402,11 +402,13 @@ func TestDropConnectionsCannot(t *testing.T) {
 					r := s.h.startCgfreeze("cgfreeze ("+string(k)+")", argv)
 					r.waitEvent("frozen")
 					e := r.waitEvent("connections_dropped")
+					t.Logf("%s", e.raw)
 					if e.Count == nil || *e.Count != 0 || e.Connections == nil || len(e.Connections) != 0 || !strings.Contains(e.Warning, cause.warning) {
 						t.Errorf("connections_dropped %s: want count 0, an empty list and a warning that names %s", e.raw, cause.warning)
 					}
 					if mode == "required" {
 						fail := r.requireRefusal(11)
+						t.Logf("%s", fail.raw)
 						if !strings.Contains(fail.Error, cause.warning) || !strings.Contains(fail.Error, "the target was thawed") {
 							t.Errorf("error event %s: want the cause (%s) and that the target was thawed", fail.raw, cause.warning)
 						}
