@@ -49,6 +49,9 @@ type targetOpts struct {
 	// nsdelegate switches nsdelegate on for every kind (kindSubtree always
 	// has it), as on a systemd host.
 	nsdelegate bool
+	// netns runs the workload in a network namespace of the test's (the
+	// pod's network namespace, which the agent of kindSubtree joins).
+	netns *netns
 }
 
 func (h *harness) newTarget(k kind, o targetOpts) *target {
@@ -76,7 +79,7 @@ func (h *harness) newTarget(k kind, o targetOpts) *target {
 		c1 := h.child(tg.cg, "c1")
 		tg.subs = []*cgroup{c1, h.child(tg.cg, "c2"), h.child(c1, "g1")}
 	}
-	tg.w = h.startWorkload(tg.cg, workloadOpts{mode: o.mode, subs: tg.subs, pidns: k == kindSubtree})
+	tg.w = h.startWorkload(tg.cg, workloadOpts{mode: o.mode, subs: tg.subs, pidns: k == kindSubtree, netns: o.netns})
 	if k == kindSubtree {
 		tg.probeAgent()
 	}
@@ -85,14 +88,15 @@ func (h *harness) newTarget(k kind, o targetOpts) *target {
 
 // agentScript runs "$@" (cgfreeze) the way kubelet starts an ephemeral
 // container: in the agent cgroup ($1), in the PID namespace of the target
-// ($2, a host PID), in a cgroup namespace of its own (rooted at the agent
+// ($2, a host PID) and its network namespace (a pod's containers share
+// one), in a cgroup namespace of its own (rooted at the agent
 // cgroup) and a mount namespace of its own with its own /proc and cgroup2
 // at /sys/fs/cgroup. nsenter forks (a PID namespace applies to children),
 // so the cgroup process is a child of the started one.
 const agentScript = `
 echo 0 > "$1" || { echo "agent: cannot join $1" >&2; exit 97; }
 tpid=$2; shift 2
-exec @NSENTER@ --target "$tpid" --pid -- @UNSHARE@ --cgroup --mount --propagation private /bin/busybox sh -c '
+exec @NSENTER@ --target "$tpid" --pid --net -- @UNSHARE@ --cgroup --mount --propagation private /bin/busybox sh -c '
 	@MOUNT@ -t proc proc /proc || exit 98
 	@MOUNT@ -t cgroup2 none /sys/fs/cgroup || exit 98
 	exec "$@"' agent "$@"
