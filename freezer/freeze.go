@@ -390,8 +390,62 @@ func (f *Frozen) freezeDirect(ctx context.Context, root *mount.Root) (err error)
 	if err := faults.Point("freeze:written"); err != nil {
 		return err
 	}
-	if err := waitFrozen(ctx, root, t.Path, true); err != nil {
+	if err := waitTreeFrozen(ctx, root, t.Path); err != nil {
 		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+	}
+	return nil
+}
+
+// waitTreeFrozen waits until cgPath and every cgroup below it say frozen,
+// and still say so when read again. The target's own "frozen 1" should
+// imply its descendants', but on Linux 6.18, freezing right after a thaw,
+// a child was seen saying "frozen 0" right after its parent said 1, and a
+// cgroup's "frozen 1" was seen to drop back to 0 for a moment (tasks woken
+// by the thaw that had not yet run, leaving the freezer and re-entering
+// it): a freeze is confirmed only when a whole pass over the tree finds
+// every cgroup frozen.
+func waitTreeFrozen(ctx context.Context, root *mount.Root, cgPath string) error {
+	for {
+		if err := waitSubtreeFrozen(ctx, root, cgPath); err != nil {
+			return err
+		}
+		stable, err := treeFrozen(root, cgPath)
+		if err != nil || stable {
+			return err
+		}
+	}
+}
+
+// treeFrozen tells whether cgPath and every cgroup below it say frozen now.
+func treeFrozen(root *mount.Root, cgPath string) (bool, error) {
+	frozen, err := readFrozen(root, cgPath)
+	if err != nil || !frozen {
+		return false, ignoreCgroupRemoved(err)
+	}
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return false, ignoreCgroupRemoved(err)
+	}
+	for _, c := range children {
+		if ok, err := treeFrozen(root, path.Join(cgPath, c)); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func waitSubtreeFrozen(ctx context.Context, root *mount.Root, cgPath string) error {
+	if err := waitFrozen(ctx, root, cgPath, true); err != nil {
+		return err
+	}
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return ignoreCgroupRemoved(err)
+	}
+	for _, c := range children {
+		if err := waitSubtreeFrozen(ctx, root, path.Join(cgPath, c)); ignoreCgroupRemoved(err) != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -488,7 +542,7 @@ func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error
 		return err
 	}
 	for _, name := range append([]string{ChildName}, f.children...) {
-		if err := waitFrozen(ctx, root, path.Join(t.Path, name), true); err != nil {
+		if err := waitTreeFrozen(ctx, root, path.Join(t.Path, name)); err != nil {
 			return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
 		}
 	}
