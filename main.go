@@ -49,6 +49,7 @@ const (
 	exitAlreadyFrozen = 8
 	exitFreezeFailed  = 9
 	exitThawFailed    = 10
+	exitDropFailed    = 11
 	exitHolderDied    = 12
 )
 
@@ -143,6 +144,7 @@ type config struct {
 	sysCgroup string
 	cgMount   string
 	leases    []string
+	drop      dropConfig
 	// parentPidfd is the holder's descriptor of a pidfd for --lease parent.
 	parentPidfd int
 	// goFD is an early holder's descriptor of its supervisor's word
@@ -164,9 +166,11 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.StringVar(&c.containerID, "container-id", "", "the target by container ID or a unique prefix (matched in /proc/*/cgroup), instead of --pid")
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
 	var leases []string
+	checkDrop := func() []string { return nil }
 	if cmd == "freeze" || cmd == holdCommand {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
 		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
+		checkDrop = dropFlags(fs, &c.drop)
 	}
 	if cmd == holdCommand {
 		fs.IntVar(&c.parentPidfd, "parent-pidfd", 0, "a pidfd whose process's exit ends the hold (--lease parent)")
@@ -229,6 +233,7 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	} else {
 		c.leases = l
 	}
+	bad = append(bad, checkDrop()...)
 	if len(bad) > 0 {
 		fmt.Fprintf(stderr, "cgfreeze: %s (see cgfreeze %s --help)\n", strings.Join(bad, "; "), cmd)
 		return c, exitUsage, false
@@ -426,6 +431,13 @@ func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target,
 	e := base(t)
 	e.Event, e.Processes, e.ElapsedMS = "frozen", &frozen.Processes, ms(frozenAt.Sub(start))
 	ev.emit(e)
+	// A signal that came with the confirmation ends the hold at once:
+	// the connections are left alone then.
+	if c.drop.mode != dropOff && !late {
+		if err := dropConnections(c, ev, log, t); err != nil {
+			return thawAfterDropFailure(c, ev, log, frozen, err)
+		}
+	}
 	if err := faults.Point("hold"); err != nil {
 		log.Warn().Err(err).Msg("fault injected while holding")
 	}
@@ -489,6 +501,7 @@ var exitCodes = []struct {
 	{freezer.ErrNoFreezer, exitNoFreezer, ""},
 	{freezer.ErrAlreadyFrozen, exitAlreadyFrozen, ""},
 	{freezer.ErrFreezeFailed, exitFreezeFailed, "the freeze was rolled back; the target runs as before"},
+	{errDropFailed, exitDropFailed, "the target was thawed and runs as before"},
 }
 
 func fail(ev *emitter, log zerolog.Logger, err error) int {
@@ -524,8 +537,15 @@ type event struct {
 	Holder    int     `json:"holder,omitempty"`
 	Namespace string  `json:"namespace,omitempty"`
 	Held      *bool   `json:"held,omitempty"`
-	Error     string  `json:"error,omitempty"`
-	ExitCode  *int    `json:"exit_code,omitempty"`
+	// connections_dropped
+	Count       *int          `json:"count,omitempty"`
+	Connections *[]connection `json:"connections,omitempty"`
+	Shared      []connection  `json:"shared,omitempty"`
+	Filtered    int           `json:"filtered,omitempty"`
+	Hidden      int           `json:"hidden,omitempty"`
+	Warning     string        `json:"warning,omitempty"`
+	Error       string        `json:"error,omitempty"`
+	ExitCode    *int          `json:"exit_code,omitempty"`
 
 	ContainerID string `json:"container_id,omitempty"`
 }
@@ -579,6 +599,20 @@ func (em *emitter) emit(e event) {
 	if e.Held != nil {
 		add("held", fmt.Sprint(*e.Held))
 	}
+	if e.Count != nil {
+		add("count", fmt.Sprint(*e.Count))
+	}
+	if e.Connections != nil {
+		add("connections", connectionsText(*e.Connections))
+	}
+	add("shared", connectionsText(e.Shared))
+	if e.Filtered != 0 {
+		add("filtered", fmt.Sprint(e.Filtered))
+	}
+	if e.Hidden != 0 {
+		add("hidden", fmt.Sprint(e.Hidden))
+	}
+	add("warning", e.Warning)
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)

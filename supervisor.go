@@ -81,6 +81,10 @@ func holderArgs(c config, withParent bool) []string {
 	if withParent {
 		args = append(args, "--parent-pidfd="+strconv.Itoa(parentFD))
 	}
+	if d := c.drop; d.mode != dropOff {
+		args = append(args, "--drop-connections="+d.mode, "--drop-local-port="+d.localPorts,
+			"--drop-remote-port="+d.remotePorts, "--drop-direction="+d.direction)
+	}
 	return args
 }
 

@@ -485,8 +485,62 @@ func (f *Frozen) freezeDirect(ctx context.Context, root *mount.Root) (err error)
 	if err := faults.Point("freeze:written"); err != nil {
 		return err
 	}
-	if err := waitFrozen(ctx, root, t.Path, true); err != nil {
+	if err := waitTreeFrozen(ctx, root, t.Path); err != nil {
 		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
+	}
+	return nil
+}
+
+// waitTreeFrozen waits until cgPath and every cgroup below it say frozen,
+// and still say so when read again. The target's own "frozen 1" should
+// imply its descendants', but on Linux 6.18, freezing right after a thaw,
+// a child was seen saying "frozen 0" right after its parent said 1, and a
+// cgroup's "frozen 1" was seen to drop back to 0 for a moment (tasks woken
+// by the thaw that had not yet run, leaving the freezer and re-entering
+// it): a freeze is confirmed only when a whole pass over the tree finds
+// every cgroup frozen.
+func waitTreeFrozen(ctx context.Context, root *mount.Root, cgPath string) error {
+	for {
+		if err := waitSubtreeFrozen(ctx, root, cgPath); err != nil {
+			return err
+		}
+		stable, err := treeFrozen(root, cgPath)
+		if err != nil || stable {
+			return err
+		}
+	}
+}
+
+// treeFrozen tells whether cgPath and every cgroup below it say frozen now.
+func treeFrozen(root *mount.Root, cgPath string) (bool, error) {
+	frozen, err := readFrozen(root, cgPath)
+	if err != nil || !frozen {
+		return false, ignoreCgroupRemoved(err)
+	}
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return false, ignoreCgroupRemoved(err)
+	}
+	for _, c := range children {
+		if ok, err := treeFrozen(root, path.Join(cgPath, c)); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func waitSubtreeFrozen(ctx context.Context, root *mount.Root, cgPath string) error {
+	if err := waitFrozen(ctx, root, cgPath, true); err != nil {
+		return err
+	}
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return ignoreCgroupRemoved(err)
+	}
+	for _, c := range children {
+		if err := waitSubtreeFrozen(ctx, root, path.Join(cgPath, c)); ignoreCgroupRemoved(err) != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -583,7 +637,7 @@ func (f *Frozen) freezeSubtree(ctx context.Context, root *mount.Root) (err error
 		return err
 	}
 	for _, name := range append([]string{ChildName}, f.children...) {
-		if err := waitFrozen(ctx, root, path.Join(t.Path, name), true); err != nil {
+		if err := waitTreeFrozen(ctx, root, path.Join(t.Path, name)); err != nil {
 			return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
 		}
 	}
@@ -725,25 +779,62 @@ func ignoreCgroupRemoved(err error) error {
 
 // countProcesses counts the processes in a cgroup and its descendants.
 func countProcesses(root *mount.Root, cgPath string) (int, error) {
+	pids, err := treePIDs(root, cgPath)
+	return len(pids), err
+}
+
+// treePIDs lists the processes in a cgroup and its descendants, as
+// cgroup.procs lists them to the mount's thread: in the caller's PID
+// namespace, 0 for a process outside it. A child cgroup removed meanwhile
+// lists nothing.
+func treePIDs(root *mount.Root, cgPath string) ([]int, error) {
 	content, err := root.ReadFile(path.Join(cgPath, "cgroup.procs"))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	pids, err := procs.ParsePIDs(strings.NewReader(content))
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("%s/cgroup.procs: %w", cgPath, err)
 	}
-	n := len(pids)
 	children, err := root.Children(cgPath)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	for _, c := range children {
-		m, err := countProcesses(root, path.Join(cgPath, c))
+		more, err := treePIDs(root, path.Join(cgPath, c))
 		if err != nil {
-			return 0, ignoreCgroupRemoved(err)
+			if ignoreCgroupRemoved(err) == nil {
+				continue
+			}
+			return nil, err
 		}
-		n += m
+		pids = append(pids, more...)
 	}
-	return n, nil
+	return pids, nil
+}
+
+// Processes lists the processes of the target's cgroup and of every cgroup
+// below it (the cgfreeze child of a subtree freeze included): the processes
+// a freeze holds. PIDs are as cgfreeze's own PID namespace numbers them;
+// hidden counts the processes outside that namespace, which cgroup.procs
+// lists as 0 and which are left out of pids.
+func (t *Target) Processes() (pids []int, hidden int, err error) {
+	err = t.fs.Do(func(root *mount.Root) error {
+		all, err := treePIDs(root, t.Path)
+		if err != nil {
+			return classify(err)
+		}
+		seen := make(map[int]bool, len(all))
+		for _, pid := range all {
+			switch {
+			case pid == 0:
+				hidden++
+			case !seen[pid]:
+				seen[pid] = true
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids, hidden, err
 }

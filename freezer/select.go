@@ -7,7 +7,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/cgfreeze/cgfreeze/mount"
 	"github.com/cgfreeze/cgfreeze/procs"
 )
 
@@ -177,39 +176,14 @@ func describeContainers(cs []procs.Container) string {
 // The workload check of a resolved target. checkWorkload reads the cgroup
 // (and command) of every process in the PID namespace, some 40 µs each: 0.2
 // to 0.4 s for a container of 5000 processes. Resolve does it in two steps
-// instead: it lists the PIDs that procRoot shows (listed, one read of the
-// directory) before it reads which of them the target's cgroup tree holds
-// (treePIDs, through the mount, in the same PID namespace); only the rest,
+// instead: it lists the PIDs that procRoot shows (one read of the
+// directory, while it resolves the target), reads which of them the
+// target's cgroup tree holds (treePIDs, through the mount, in the same PID
+// namespace), and only the rest,
 // usually cgfreeze's own few processes, have their cgroup read
 // (othersLeft). If none of them is another container's, there is nothing
 // to refuse; otherwise checkWorkload decides, and says why. A process
 // forked meanwhile, or one that moved, can only send it to checkWorkload.
-
-// treePIDs adds the processes of cgPath and of every cgroup below it to
-// pids; it runs on the mount's thread.
-func treePIDs(root *mount.Root, cgPath string, pids map[int]bool) error {
-	content, err := root.ReadFile(path.Join(cgPath, "cgroup.procs"))
-	if err != nil {
-		return err
-	}
-	list, err := procs.ParsePIDs(strings.NewReader(content))
-	if err != nil {
-		return err
-	}
-	for _, pid := range list {
-		pids[pid] = true
-	}
-	children, err := root.Children(cgPath)
-	if err != nil {
-		return err
-	}
-	for _, c := range children {
-		if err := treePIDs(root, path.Join(cgPath, c), pids); ignoreCgroupRemoved(err) != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // othersLeft tells whether a process in listed, outside tree, is not
 // cgfreeze's own: in a cgroup other than cgfreeze's, below it or above it.

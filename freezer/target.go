@@ -193,8 +193,13 @@ func Resolve(opts Options) (*Target, error) {
 			return err
 		}
 		if checkPID1 {
-			if err := treePIDs(root, t.Path, tree); err != nil {
+			pids, err := treePIDs(root, t.Path)
+			if err != nil {
 				tree = nil // checkWorkload reads every process instead
+				return nil
+			}
+			for _, pid := range pids {
+				tree[pid] = true
 			}
 		}
 		return nil

@@ -26,7 +26,7 @@ const (
 // harness is one test's cgroups, workloads and cgfreeze runs; its cleanup
 // kills and removes all of them.
 type harness struct {
-	t          *testing.T
+	t          testing.TB
 	dir        string
 	roots      []*cgroup // the top-level cgroups the test made
 	workloads  []*workload
@@ -34,7 +34,7 @@ type harness struct {
 	cg2Options []string // what the cgroup2 superblock options must read at the end
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	opts, err := cg2SuperOptions()
 	if err != nil {

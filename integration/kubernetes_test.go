@@ -33,14 +33,14 @@ var versions = []int{1, 2}
 // the container's ID, and on v1 the target's cgroup in the host's view (the
 // agent enters the target's cgroup namespace, the host's on v1), on v2 the
 // root of the target's own cgroup namespace, frozen through a child.
-func (rt *runtime) expected(c *container) event {
+func (rt *ociRuntime) expected(c *container) event {
 	if rt.version == 1 {
 		return event{PID: nsPid(c.pid), ContainerID: c.id, Cgroup: c.cg.rel, Version: 1, Strategy: "freezer"}
 	}
 	return event{PID: nsPid(c.pid), ContainerID: c.id, Cgroup: "/", Version: 2, Strategy: "subtree"}
 }
 
-func (rt *runtime) requireEvent(e event, c *container) {
+func (rt *ociRuntime) requireEvent(e event, c *container) {
 	rt.h.t.Helper()
 	want := rt.expected(c)
 	if e.PID != want.PID || e.ContainerID != want.ContainerID || e.Cgroup != want.Cgroup || e.Version != want.Version || e.Strategy != want.Strategy {
@@ -50,7 +50,7 @@ func (rt *runtime) requireEvent(e event, c *container) {
 }
 
 // requireFrozen checks from the host that the kernel has c frozen.
-func (rt *runtime) requireFrozen(what string, c *container) {
+func (rt *ociRuntime) requireFrozen(what string, c *container) {
 	h := rt.h
 	h.t.Helper()
 	if rt.version == 1 {
@@ -69,7 +69,7 @@ func (rt *runtime) requireFrozen(what string, c *container) {
 }
 
 // requireThawed checks from the host that c runs unfrozen as it did.
-func (rt *runtime) requireThawed(what string, c *container) {
+func (rt *ociRuntime) requireThawed(what string, c *container) {
 	h := rt.h
 	h.t.Helper()
 	if rt.version == 1 {
@@ -88,7 +88,7 @@ func (rt *runtime) requireThawed(what string, c *container) {
 
 // requireGone checks that runc knows container id no more (`runc run`
 // deletes its container when the process exits).
-func (rt *runtime) requireGone(what, id string) {
+func (rt *ociRuntime) requireGone(what, id string) {
 	rt.h.t.Helper()
 	if out, err := rt.runc("state", id); err == nil {
 		rt.h.t.Errorf("%s: container %s is still there: %s", what, id[:12], out)
@@ -100,7 +100,7 @@ func (rt *runtime) requireGone(what, id string) {
 // still, runs whileFrozen, stops the agent with `runc kill AGENT sig` and
 // checks that it thawed c before it exited, with exit code 0, and that
 // every process is back where it was.
-func (rt *runtime) agentCycle(what string, pidns, c *container, sig syscall.Signal, whileFrozen func(), args ...string) {
+func (rt *ociRuntime) agentCycle(what string, pidns, c *container, sig syscall.Signal, whileFrozen func(), args ...string) {
 	h := rt.h
 	h.t.Helper()
 	before := h.snapshot(c.cg)
@@ -145,7 +145,7 @@ func (rt *runtime) agentCycle(what string, pidns, c *container, sig syscall.Sign
 // image's file, not the suite's build), in pidns's PID namespace, in the
 // agent container's own cgroup, and in cgroup and mount namespaces that are
 // neither the target's nor the host's.
-func (rt *runtime) requireAgent(what string, r *run, agent string, pidns, c *container) {
+func (rt *ociRuntime) requireAgent(what string, r *run, agent string, pidns, c *container) {
 	h := rt.h
 	h.t.Helper()
 	pid := r.cgfreezePid()

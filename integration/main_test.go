@@ -63,6 +63,10 @@ var (
 const busybox = "/bin/busybox"
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv(helperEnv); name != "" {
+		// A helper process of a connection test (helpers_test.go).
+		os.Exit(runHelper(name, os.Args[1:]))
+	}
 	os.Exit(testMain(m))
 }
 
@@ -114,6 +118,7 @@ func testMain(m *testing.M) int {
 	}
 
 	code := m.Run()
+	stopRabbit()
 
 	// runc enables controllers in the cgroup2 root's subtree_control; a
 	// runtime's cleanup disables them, and this is the safety net.
@@ -335,7 +340,7 @@ func setCg2Options(opts []string) error {
 // enableNsdelegate switches nsdelegate on for the cgroup2 hierarchy for the
 // rest of the test, as systemd hosts have it, and restores the options
 // after the test.
-func enableNsdelegate(t *testing.T, h *harness) {
+func enableNsdelegate(t testing.TB, h *harness) {
 	t.Helper()
 	before, err := cg2SuperOptions()
 	if err != nil {

@@ -35,8 +35,15 @@ type event struct {
 	Holder    int      `json:"holder"`
 	Namespace string   `json:"namespace"`
 	Held      *bool    `json:"held"`
-	Error     string   `json:"error"`
-	ExitCode  *int     `json:"exit_code"`
+	// connections_dropped
+	Count       *int        `json:"count"`
+	Connections []connEntry `json:"connections"`
+	Shared      []connEntry `json:"shared"`
+	Filtered    int         `json:"filtered"`
+	Hidden      int         `json:"hidden"`
+	Warning     string      `json:"warning"`
+	Error       string      `json:"error"`
+	ExitCode    *int        `json:"exit_code"`
 
 	ContainerID string `json:"container_id"`
 
@@ -46,7 +53,16 @@ type event struct {
 
 // documentedFields are the fields docs/usage.md lists.
 var documentedFields = []string{"event", "pid", "container_id", "cgroup", "version", "strategy", "processes", "elapsed_ms",
-	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "error", "exit_code"}
+	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "error", "exit_code",
+	"count", "connections", "shared", "filtered", "hidden", "warning"}
+
+// connEntry is one connection in a connections_dropped event.
+type connEntry struct {
+	Local     string `json:"local"`
+	Remote    string `json:"remote"`
+	PID       int    `json:"pid"`
+	Direction string `json:"direction"`
+}
 
 // numericFields are the fields that text mode prints as numbers.
 var numericFields = []string{"pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code"}

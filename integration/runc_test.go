@@ -33,7 +33,7 @@ const runcDeadline = 20 * time.Second
 // mount namespace of its own where cgroup2 is mounted at /sys/fs/cgroup
 // (runc then drives cgroup v2, as on a pure-v2 node), with nsdelegate on,
 // as systemd mounts it.
-type runtime struct {
+type ociRuntime struct {
 	h        *harness
 	version  int
 	stateDir string
@@ -47,12 +47,12 @@ type runtime struct {
 	cleaned       bool
 }
 
-func (h *harness) newRuntime(version int) *runtime {
+func (h *harness) newRuntime(version int) *ociRuntime {
 	h.t.Helper()
 	if version == 2 {
 		enableNsdelegate(h.t, h)
 	}
-	rt := &runtime{h: h, version: version, stateDir: filepath.Join(h.dir, "runc")}
+	rt := &ociRuntime{h: h, version: version, stateDir: filepath.Join(h.dir, "runc")}
 	b, err := os.ReadFile(filepath.Join(cg2Mount, "cgroup.subtree_control"))
 	if err != nil {
 		h.t.Fatal(err)
@@ -67,7 +67,7 @@ func (h *harness) newRuntime(version int) *runtime {
 }
 
 // argv is the command line of `runc --root STATE args...`.
-func (rt *runtime) argv(args ...string) []string {
+func (rt *ociRuntime) argv(args ...string) []string {
 	cmd := append([]string{runcPath, "--root", rt.stateDir}, args...)
 	if rt.version == 1 {
 		return cmd
@@ -80,7 +80,7 @@ func (rt *runtime) argv(args ...string) []string {
 }
 
 // runc runs one runc command and returns its combined output.
-func (rt *runtime) runc(args ...string) (string, error) {
+func (rt *ociRuntime) runc(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), runcDeadline)
 	defer cancel()
 	argv := rt.argv(args...)
@@ -102,7 +102,7 @@ func (rt *runtime) runc(args ...string) (string, error) {
 	return out, nil
 }
 
-func (rt *runtime) must(args ...string) string {
+func (rt *ociRuntime) must(args ...string) string {
 	rt.h.t.Helper()
 	out, err := rt.runc(args...)
 	if err != nil {
@@ -112,7 +112,7 @@ func (rt *runtime) must(args ...string) string {
 }
 
 // status returns runc's state of container id: "running", "paused", ...
-func (rt *runtime) state(id string) specs.State {
+func (rt *ociRuntime) state(id string) specs.State {
 	rt.h.t.Helper()
 	var st specs.State
 	if err := json.Unmarshal([]byte(rt.must("state", id)), &st); err != nil {
@@ -128,10 +128,10 @@ func newContainerID() string {
 }
 
 // cgroup is the cgroup of container id, as the test sees it.
-func (rt *runtime) cgroup(id string) *cgroup { return rt.parent.sub(id) }
+func (rt *ociRuntime) cgroup(id string) *cgroup { return rt.parent.sub(id) }
 
 // bundle writes spec to a bundle directory of its own and returns it.
-func (rt *runtime) bundle(id string, spec *specs.Spec) string {
+func (rt *ociRuntime) bundle(id string, spec *specs.Spec) string {
 	rt.h.t.Helper()
 	dir := filepath.Join(rt.h.dir, "bundle-"+id[:12])
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -150,7 +150,7 @@ func (rt *runtime) bundle(id string, spec *specs.Spec) string {
 
 // busyboxRootfs returns a root file system with busybox-static alone, for
 // the workload containers.
-func (rt *runtime) busyboxRootfs() string {
+func (rt *ociRuntime) busyboxRootfs() string {
 	rt.h.t.Helper()
 	if rt.rootfs != "" {
 		return rt.rootfs
@@ -255,7 +255,7 @@ type container struct {
 // namespaces returns the namespaces of a workload container: everything
 // new, or the pod's PID, network and IPC namespaces; a cgroup namespace of
 // its own on v2 only, as containerd does.
-func (rt *runtime) namespaces(pod *container) []specs.LinuxNamespace {
+func (rt *ociRuntime) namespaces(pod *container) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UTSNamespace}}
 	for _, typ := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.IPCNamespace} {
 		n := specs.LinuxNamespace{Type: typ}
@@ -284,7 +284,7 @@ func nsPath(pid int, typ specs.LinuxNamespaceType) string {
 // startContainer starts a busybox container with `runc run` and, unless
 // it is a pause container, waits until its workload counts into a
 // directory of the host that is bind-mounted at /out.
-func (rt *runtime) startContainer(o containerOpts) *container {
+func (rt *ociRuntime) startContainer(o containerOpts) *container {
 	h := rt.h
 	h.t.Helper()
 	c := &container{id: newContainerID()}
@@ -369,7 +369,7 @@ func (rt *runtime) startContainer(o containerOpts) *container {
 
 // execCounter starts `runc exec -d` of one more counting process in c
 // (as kubectl exec does) and adds its counter to c's workload.
-func (rt *runtime) execCounter(c *container, name string) {
+func (rt *ociRuntime) execCounter(c *container, name string) {
 	h := rt.h
 	h.t.Helper()
 	rt.must("exec", "-d", c.id, "/bin/busybox", "sh", "/out/w.sh", "count", "/out/"+name)
@@ -396,7 +396,7 @@ func (rt *runtime) execCounter(c *container, name string) {
 // /sys/fs/cgroup writable, every device), in the target's PID, network and
 // IPC namespaces, with mount, UTS and cgroup namespaces and a cgroup of its
 // own. A nil target gives it namespaces of its own.
-func (rt *runtime) agentSpec(target *container, args []string) *specs.Spec {
+func (rt *ociRuntime) agentSpec(target *container, args []string) *specs.Spec {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UTSNamespace}, {Type: specs.CgroupNamespace}}
 	for _, typ := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.IPCNamespace} {
 		n := specs.LinuxNamespace{Type: typ}
@@ -431,7 +431,7 @@ func (rt *runtime) agentSpec(target *container, args []string) *specs.Spec {
 
 // startAgent runs the image as an ephemeral container targeting target,
 // with args after the entrypoint (none: the README's kubectl debug).
-func (rt *runtime) startAgent(target *container, args ...string) (*run, string) {
+func (rt *ociRuntime) startAgent(target *container, args ...string) (*run, string) {
 	rt.h.t.Helper()
 	id := newContainerID()
 	bundle := rt.bundle(id, rt.agentSpec(target, args))
@@ -441,7 +441,7 @@ func (rt *runtime) startAgent(target *container, args ...string) (*run, string) 
 
 // runOnce runs the image with args in a container of its own and returns
 // its stdout.
-func (rt *runtime) runOnce(what string, spec *specs.Spec) string {
+func (rt *ociRuntime) runOnce(what string, spec *specs.Spec) string {
 	h := rt.h
 	h.t.Helper()
 	id := newContainerID()
@@ -478,7 +478,7 @@ func cgroupMounts() ([]string, error) {
 // cleanup deletes every container of the runtime's state directory, then
 // the parent cgroup in every hierarchy, and checks that nothing of them is
 // left; it gives cgroup2's root the controllers it had.
-func (rt *runtime) cleanup() {
+func (rt *ociRuntime) cleanup() {
 	if rt.cleaned {
 		return
 	}

@@ -122,9 +122,9 @@ func TestLibrarySoak(t *testing.T) {
 					cancel()
 					t.Fatalf("cycle %d: %v", i, err)
 				}
-				if i%100 == 0 {
-					tg.requireFrozen(fmt.Sprintf("cycle %d", i))
-				}
+				// Every cycle: the whole tree must say frozen when
+				// Freeze returns.
+				tg.requireFrozen(fmt.Sprintf("cycle %d", i))
 				err = frozen.Thaw(ctx)
 				cancel()
 				if err != nil {

@@ -16,6 +16,10 @@ need=()
 command -v runc >/dev/null || need+=(runc)
 command -v buildah >/dev/null || need+=(buildah)
 command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-linux)
+# The --drop-connections tests run a real broker (integration/rabbitmq_test.go).
+# Debian's package does not start the service inside a container (no init);
+# the tests start their own broker in a network namespace of theirs.
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test: installing ${need[*]}"
   apt-get update -qq

@@ -74,6 +74,7 @@ type workloadOpts struct {
 	mode  string    // "count" (default) or "fork"
 	subs  []*cgroup // a counting worker in each
 	pidns bool      // a "container": PID 1 of its own PID namespace and root of its own cgroup namespace
+	netns *netns    // run in this network namespace (nil: this one)
 }
 
 // startWorkload starts a workload whose main process runs in cg and waits
@@ -114,6 +115,11 @@ func (h *harness) startWorkload(cg *cgroup, o workloadOpts) *workload {
 		argv = []string{busybox, "sh", "-c", enter, "enter", cg.file("cgroup.procs")}
 	}
 	argv = append(argv, args...)
+	if o.netns != nil {
+		// nsenter --net alone does not fork: the workload's first
+		// process stays the one started here.
+		argv = append([]string{nsenterPath, "--net=" + o.netns.path, "--"}, argv...)
+	}
 	w.stderr = filepath.Join(w.dir, "stderr")
 	errf, err := os.Create(w.stderr)
 	if err != nil {

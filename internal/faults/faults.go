@@ -6,8 +6,10 @@
 // "<step>[:<action>]": at Point(<step>) the process SIGKILLs itself (action
 // "kill", the default), SIGKILLs its parent and children first and then
 // itself (action "killall": the whole container killed at once, the
-// supervising watchdog included),
-// returns an injected error (action "fail"), or sleeps for two seconds
+// supervising watchdog included), returns an injected error (action
+// "fail"; "eopnotsupp" returns one that wraps EOPNOTSUPP, the answer of a
+// kernel that cannot do what was asked, such as one without
+// CONFIG_INET_DIAG_DESTROY), or sleeps for two seconds
 // (action "stall", a window for signals to arrive in). A process with
 // CGFREEZE_FAULT unset pays one string comparison per step.
 package faults
@@ -43,7 +45,7 @@ func load() {
 	// Step names hold colons themselves ("freeze:marked").
 	if i := strings.LastIndexByte(step, ':'); i >= 0 {
 		switch a := step[i+1:]; a {
-		case "kill", "killall", "fail", "stall":
+		case "kill", "killall", "fail", "eopnotsupp", "stall":
 			step, action = step[:i], a
 		}
 	}
@@ -78,6 +80,8 @@ func Point(name string) error {
 		select {} // the signal is on its way
 	case "fail":
 		return fmt.Errorf("%s: %w", name, ErrInjected)
+	case "eopnotsupp":
+		return fmt.Errorf("%s: %w: %w", name, ErrInjected, syscall.EOPNOTSUPP)
 	case "stall":
 		time.Sleep(StallTime)
 	}

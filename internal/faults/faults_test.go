@@ -3,6 +3,7 @@ package faults
 import (
 	"errors"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -27,5 +28,13 @@ func TestPointFail(t *testing.T) {
 	}
 	if err := Point("thaw:written"); !errors.Is(err, ErrInjected) {
 		t.Errorf("Point of the armed step = %v, want ErrInjected", err)
+	}
+}
+
+func TestPointEOPNOTSUPP(t *testing.T) {
+	arm(t, "drop:destroy:eopnotsupp")
+	err := Point("drop:destroy")
+	if !errors.Is(err, ErrInjected) || !errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Errorf("Point of the armed step = %v, want ErrInjected wrapping EOPNOTSUPP", err)
 	}
 }
