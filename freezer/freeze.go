@@ -138,28 +138,31 @@ type countResult struct {
 	err error
 }
 
-// countAside counts the target's processes on a mount and thread of its own
-// while this one freezes: the kernel lists a cgroup's processes at about 1
-// µs each (v2) to 1.5 µs (v1, which sorts them), 5 to 8 ms for 5000
-// processes, which the frozen event would otherwise wait for after the
-// freeze. It starts with the freeze: a process that forks or exits while
-// the kernel freezes may be counted or not, as the kernel lists it.
+// countAside counts the target's processes while the mount's thread
+// freezes: the kernel lists a cgroup's processes at about 1 µs each (v2) to
+// 1.5 µs (v1, which sorts them), 5 to 8 ms for 5000 processes, which the
+// frozen event would otherwise wait for after the freeze. It starts with
+// the freeze: a process that forks or exits while the kernel freezes may be
+// counted or not, as the kernel lists it. It uses a mount of its own, made
+// from its own goroutine (mount.OpenReader), which locks and ends no OS
+// thread; so only for a target in cgfreeze's own cgroup namespace, where
+// any thread sees the same paths. For the others Freeze counts after the
+// freeze, on the mount's thread.
 func (f *Frozen) countAside() {
 	t := f.Target
+	if t.EnteredNamespace {
+		return
+	}
 	f.counted = make(chan countResult, 1)
 	go func() {
-		fs, err := mount.Open(t.spec, t.mopts)
+		root, closeRoot, err := mount.OpenReader(t.spec, t.mopts)
 		if err != nil {
 			f.counted <- countResult{err: err}
 			return
 		}
-		defer func() { _ = fs.Close() }()
-		var r countResult
-		r.err = fs.Do(func(root *mount.Root) (err error) {
-			r.n, err = countProcesses(root, t.Path)
-			return err
-		})
-		f.counted <- r
+		defer closeRoot()
+		n, err := countProcesses(root, t.Path)
+		f.counted <- countResult{n, err}
 	}()
 }
 
