@@ -293,7 +293,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		PIDDefaulted: !c.pidSet, ContainerID: c.containerID})
 	if c.goFD > 0 {
 		// An early holder: the supervisor has the last word.
-		word, path, ok := awaitSupervisor(c.goFD)
+		path, ok := awaitSupervisor(c.goFD)
 		if !ok {
 			// It could not resolve the target and says why, or it died
 			// before anything changed.
@@ -302,14 +302,9 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 			}
 			return exitOK
 		}
-		switch {
-		case err == nil && path != target.Path:
+		if err == nil && path != target.Path {
 			_ = target.Close()
 			err = fmt.Errorf("the target's cgroup changed while it was resolved: %s for the supervisor, %s for the holder; try again", path, target.Path)
-		case err == nil:
-			target.CountFrom(word.count)
-		default:
-			word.close()
 		}
 	}
 	if err != nil {

@@ -56,8 +56,6 @@ const (
 	// goWord starts the supervisor's word to an early holder: go on, with
 	// the target at this (quoted) path.
 	goWord = "go "
-	// countWord starts the supervisor's count of the target's processes.
-	countWord = "count "
 	// holderAbortLimit bounds the wait for an early holder to end when
 	// the supervisor gives up.
 	holderAbortLimit = 10 * time.Second
@@ -175,32 +173,9 @@ func (h *holderProc) proceed(t *freezer.Target) error {
 		return nil
 	}
 	_, err := h.goW.WriteString(goWord + strconv.Quote(t.Path) + "\n")
-	if err != nil {
-		_ = h.goW.Close()
-		h.goW = nil
-	}
-	return err
-}
-
-// sendCount counts the target's processes, which the supervisor does while
-// the holder starts and freezes (it would only wait otherwise), and gives
-// the holder the number for its frozen event; then it closes the word pipe.
-// On v1 the count (the kernel sorts the list) takes about as long as the
-// freeze itself, 7 ms for 5000 processes, which the holder's own count
-// beside the freeze shared its 2 cores with. A holder that gets no number
-// counts by itself.
-func (h *holderProc) sendCount(t *freezer.Target) {
-	if h.goW == nil {
-		return
-	}
-	// subtree counts the processes it moves.
-	if t.Strategy != freezer.StrategySubtree {
-		if pids, hidden, err := t.Processes(); err == nil {
-			_, _ = h.goW.WriteString(countWord + strconv.Itoa(len(pids)+hidden) + "\n")
-		}
-	}
 	_ = h.goW.Close()
 	h.goW = nil
+	return err
 }
 
 // abort tells a holder that waits for it that the supervisor gave up, and
@@ -232,48 +207,19 @@ func (h *holderProc) close() {
 	}
 }
 
-// supervisorWord is what an early holder reads from its supervisor.
-type supervisorWord struct {
-	r *bufio.Reader
-	f *os.File
-}
-
 // awaitSupervisor is the early holder's wait for its supervisor's word. It
 // returns the target path the supervisor resolved, or ok false when the
 // supervisor gave up or died.
-func awaitSupervisor(fd int) (w *supervisorWord, path string, ok bool) {
-	w = &supervisorWord{f: os.NewFile(uintptr(fd), "supervisor's word")}
-	w.r = bufio.NewReader(w.f)
-	line, err := w.r.ReadString('\n')
+func awaitSupervisor(fd int) (path string, ok bool) {
+	f := os.NewFile(uintptr(fd), "supervisor's word")
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadString('\n')
 	rest, found := strings.CutPrefix(strings.TrimSuffix(line, "\n"), goWord)
 	if err != nil || !found {
-		w.close()
-		return nil, "", false
+		return "", false
 	}
 	path, err = strconv.Unquote(rest)
-	if err != nil {
-		w.close()
-		return nil, "", false
-	}
-	return w, path, true
-}
-
-// count reads the number of processes the supervisor counted (sendCount).
-func (w *supervisorWord) count() (int, error) {
-	defer w.close()
-	line, err := w.r.ReadString('\n')
-	rest, found := strings.CutPrefix(strings.TrimSuffix(line, "\n"), countWord)
-	if err != nil || !found {
-		return 0, fmt.Errorf("no count from the supervisor (%q): %w", line, err)
-	}
-	return strconv.Atoi(rest)
-}
-
-func (w *supervisorWord) close() {
-	if w.f != nil {
-		_ = w.f.Close()
-		w.f = nil
-	}
+	return path, err == nil
 }
 
 // supervise runs a freeze: it starts the holder (unless it started early)
@@ -292,7 +238,6 @@ func supervise(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sig
 	if err := h.proceed(t); err != nil {
 		log.Warn().Err(err).Msg("telling the holder to go on")
 	}
-	h.sendCount(t)
 	cmd, doneR := h.cmd, h.doneR
 
 	done := make(chan bool, 1)

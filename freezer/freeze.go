@@ -78,7 +78,7 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		return nil, errors.New("freezer.Freeze needs a context with a deadline")
 	}
 	f := &Frozen{Target: t}
-	if t.Strategy != StrategySubtree && t.countFrom == nil {
+	if t.Strategy != StrategySubtree {
 		f.countAside()
 	}
 	err := t.fs.Do(func(root *mount.Root) (err error) {
@@ -173,10 +173,6 @@ func (f *Frozen) countAside() {
 func (f *Frozen) count(root *mount.Root) (int, error) {
 	t := f.Target
 	switch {
-	case t.countFrom != nil && t.Strategy != StrategySubtree:
-		if n, err := t.countFrom(); err == nil {
-			return n, nil
-		}
 	case f.counted != nil:
 		if r := <-f.counted; r.err == nil {
 			return r.n, nil

@@ -87,8 +87,6 @@ type Target struct {
 	// freeze (Frozen.countAside).
 	spec  mount.Spec
 	mopts mount.Options
-	// countFrom, when set, gives the frozen count (CountFrom).
-	countFrom func() (int, error)
 }
 
 // Resolve finds the target cgroup of opts.PID, mounts its hierarchy
@@ -240,14 +238,6 @@ func targetErr(opts Options, err error) error {
 		return fmt.Errorf("%w: process %d does not exist in %s (check --pid)", ErrTargetNotFound, opts.PID, opts.ProcRoot)
 	}
 	return err
-}
-
-// CountFrom makes Freeze take the number of processes it reports from
-// count, called once the freeze is confirmed, instead of counting them
-// itself; when count fails, Freeze counts. cgfreeze's holder takes the count
-// its supervisor made while it froze.
-func (t *Target) CountFrom(count func() (int, error)) {
-	t.countFrom = count
 }
 
 // Close releases the target's mount and thread.
