@@ -25,9 +25,11 @@ type sample struct {
 	freezeEv, thawEv float64
 	// loop is, for the subtree limit, the bare migration loop alone.
 	loop time.Duration
-	// maxRSS is the peak RSS (KiB) that wait4 reports for cgfreeze's
-	// processes (the supervisor and, reaped by it, the holder).
-	maxRSS int64
+	// hwm is the larger peak RSS (VmHWM, KiB) of cgfreeze's two processes,
+	// read while it holds. (wait4's ru_maxrss would not do: the kernel
+	// folds the parent's high-water mark into a child's at exec, and Go
+	// starts children sharing the parent's memory until then.)
+	hwm int64
 }
 
 // Deadlines of the bench's own waits.
@@ -176,6 +178,11 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 	if err := ct.requireFrozen(how); err != nil {
 		return s, err
 	}
+	for _, p := range append([]int{pid}, children(pid)...) {
+		if kb, err := statusKB(p, "VmHWM"); err == nil {
+			s.hwm = max(s.hwm, kb)
+		}
+	}
 	if during != nil {
 		if err := during(pid); err != nil {
 			return s, err
@@ -196,9 +203,6 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 	}
 	if werr != nil {
 		return s, fmt.Errorf("exit: %w", werr)
-	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.maxRSS = ru.Maxrss
 	}
 	thawed, err := waitEvent(ctx, lines, "thawed")
 	if err != nil {
@@ -630,7 +634,6 @@ type holdStat struct {
 	swHolder, swSupervisor      int64 // context switches: each is a wake-up
 	hwmHolder, hwmSupervisor    int64 // VmHWM, KiB
 	threadsHolder, threadsSuper int
-	maxRSS                      int64 // wait4's, KiB: both processes, the thaw included
 }
 
 // hold measures one freeze held for b.o.hold: the CPU time and wake-ups of
@@ -676,8 +679,7 @@ func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat
 		st.hwmSupervisor, _ = statusKB(super, "VmHWM")
 		return nil
 	}
-	s, err := b.cgfreeze(ctx, ct, subtree, during)
-	st.maxRSS = s.maxRSS
+	_, err := b.cgfreeze(ctx, ct, subtree, during)
 	return st, err
 }
 
