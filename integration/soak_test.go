@@ -100,7 +100,7 @@ func TestLibrarySoak(t *testing.T) {
 	for _, k := range []kind{kindV1, kindDirect} {
 		t.Run(string(k), func(t *testing.T) {
 			h := newHarness(t)
-			tg := h.newTarget(k, targetOpts{mode: "fork", nested: true})
+			tg := h.newTarget(k, targetOpts{mode: "fork", nested: true, noPdeathsig: true})
 			before := h.snapshot(tg.cg)
 			version := 2
 			if k == kindV1 {

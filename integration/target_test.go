@@ -45,8 +45,10 @@ type target struct {
 }
 
 type targetOpts struct {
-	mode   string // the workload's mode: "count" (default) or "fork"
-	nested bool   // workers in child cgroups c1, c2 and c1/g1 of the target
+	// noPdeathsig: see workloadOpts.
+	noPdeathsig bool
+	mode        string // the workload's mode: "count" (default) or "fork"
+	nested      bool   // workers in child cgroups c1, c2 and c1/g1 of the target
 	// nsdelegate switches nsdelegate on for every kind (kindSubtree always
 	// has it), as on a systemd host.
 	nsdelegate bool
@@ -80,7 +82,7 @@ func (h *harness) newTarget(k kind, o targetOpts) *target {
 		c1 := h.child(tg.cg, "c1")
 		tg.subs = []*cgroup{c1, h.child(tg.cg, "c2"), h.child(c1, "g1")}
 	}
-	tg.w = h.startWorkload(tg.cg, workloadOpts{mode: o.mode, subs: tg.subs, pidns: k == kindSubtree, netns: o.netns})
+	tg.w = h.startWorkload(tg.cg, workloadOpts{mode: o.mode, subs: tg.subs, pidns: k == kindSubtree, netns: o.netns, noPdeathsig: o.noPdeathsig})
 	if k == kindSubtree {
 		tg.probeAgent()
 	}

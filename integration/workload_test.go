@@ -71,10 +71,13 @@ type workload struct {
 }
 
 type workloadOpts struct {
-	mode  string    // "count" (default) or "fork"
-	subs  []*cgroup // a counting worker in each
-	pidns bool      // a "container": PID 1 of its own PID namespace and root of its own cgroup namespace
-	netns *netns    // run in this network namespace (nil: this one)
+	// noPdeathsig: for a test that ends OS threads of its own process;
+	// the cleanup kills the workload by its cgroup all the same.
+	noPdeathsig bool
+	mode        string    // "count" (default) or "fork"
+	subs        []*cgroup // a counting worker in each
+	pidns       bool      // a "container": PID 1 of its own PID namespace and root of its own cgroup namespace
+	netns       *netns    // run in this network namespace (nil: this one)
 }
 
 // startWorkload starts a workload whose main process runs in cg and waits
@@ -129,6 +132,12 @@ func (h *harness) startWorkload(cg *cgroup, o workloadOpts) *workload {
 	w.cmd = exec.Command(argv[0], argv[1:]...)
 	w.cmd.Stderr = errf
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if o.noPdeathsig {
+		// Pdeathsig fires when the OS thread that forked the workload
+		// ends, and a test that uses the freezer package in-process ends
+		// threads (a Target's locked thread dies with it).
+		w.cmd.SysProcAttr.Pdeathsig = 0
+	}
 	if err := w.cmd.Start(); err != nil {
 		h.t.Fatalf("start workload: %v", err)
 	}
