@@ -30,6 +30,9 @@ type Frozen struct {
 	// children are the target's child cgroups that the subtree strategy
 	// froze in place.
 	children []string
+	// mark is the subtree strategy's mark on its child, rewritten when
+	// the hold freezes more children.
+	mark mark
 	// moved is the number of processes the subtree strategy moved.
 	moved int
 	// counted, once the freeze has started, brings the count made beside
