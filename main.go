@@ -290,7 +290,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		}
 	}
 	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
-		PIDDefaulted: !c.pidSet, ContainerID: c.containerID})
+		PIDDefaulted: !c.pidSet, ContainerID: c.containerID, Recovering: cmd == "thaw" || cmd == "status"})
 	if c.goFD > 0 {
 		// An early holder: the supervisor has the last word.
 		path, ok := awaitSupervisor(c.goFD)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"time"
 
 	"github.com/cgfreeze/cgfreeze/mount"
@@ -54,4 +55,24 @@ func readMark(root *mount.Root, cgPath string) (*mark, error) {
 		return nil, fmt.Errorf("%s: malformed %s mark %q: %w", cgPath, markXattr, v, err)
 	}
 	return &m, nil
+}
+
+// carriesMark tells whether cgfreeze's mark is on the cgroup at cgPath or
+// on one of its children (the child a subtree freeze made): whether a
+// cgfreeze froze it, holds it or left it frozen. An unreadable mark is
+// none.
+func carriesMark(root *mount.Root, cgPath string) bool {
+	if v, err := root.GetXattr(cgPath, markXattr); err == nil && v != "" {
+		return true
+	}
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return false
+	}
+	for _, c := range children {
+		if v, err := root.GetXattr(path.Join(cgPath, c), markXattr); err == nil && v != "" {
+			return true
+		}
+	}
+	return false
 }

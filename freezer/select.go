@@ -59,8 +59,11 @@ func isOwn(own, p string) bool {
 // and freezing it would freeze nothing the user meant. Processes in PID
 // 1's cgroup or below it are its container's; processes in cgfreeze's own
 // cgroup, below it or in its ancestors are cgfreeze's side. Anything else
-// is another container. In the host's PID namespace the check is left to
-// the host-init refusal, which says more.
+// is another container. Dead processes (zombies) are nobody's: they run
+// nothing, and an agent killed in an ephemeral container leaves its
+// processes as zombies of the frozen PID 1, which cannot reap them until
+// the thaw (procs.Containers leaves them out). In the host's PID namespace
+// the check is left to the host-init refusal, which says more.
 func checkWorkload(opts Options) error {
 	cg, err := procs.ReadCgroups(opts.ProcRoot, opts.PID)
 	if err != nil {
@@ -187,8 +190,9 @@ func describeContainers(cs []procs.Container) string {
 
 // othersLeft tells whether a process in listed, outside tree, is not
 // cgfreeze's own: in a cgroup other than cgfreeze's, below it or above it.
-// Processes that are gone, or in no cgroup of the version's hierarchy, are
-// nobody's (as checkWorkload counts them).
+// Processes that are gone, dead (zombies: the cgroup.procs of their cgroup
+// no longer lists them, so they are outside every tree), or in no cgroup of
+// the version's hierarchy, are nobody's (as checkWorkload counts them).
 func othersLeft(opts Options, version int, listed []int, tree map[int]bool) (bool, error) {
 	own := ownCgroup(opts.ProcRoot, version)
 	for _, pid := range listed {
@@ -206,7 +210,7 @@ func othersLeft(opts Options, version int, listed []int, tree map[int]bool) (boo
 		if err != nil {
 			continue
 		}
-		if !isOwn(own, p) {
+		if !isOwn(own, p) && !procs.Dead(opts.ProcRoot, pid) {
 			return true, nil
 		}
 	}

@@ -55,6 +55,12 @@ type Options struct {
 	SysCgroup string
 	// Version forces cgroup v1 or v2; 0 detects.
 	Version int
+	// Recovering tells that the target is resolved to be thawed (Recover)
+	// or inspected, not frozen: the workload check of a default PID 1
+	// (PIDDefaulted) does not refuse a target that carries a cgfreeze
+	// mark, since a cgfreeze chose and froze it, and undoing that must not
+	// depend on what else the PID namespace shows.
+	Recovering bool
 	// CgroupMount, when set, is where the target's hierarchy is mounted
 	// already (the v1 freezer hierarchy's root, or cgroup2's), showing the
 	// root of the caller's cgroup namespace. It is used instead of a
@@ -191,6 +197,9 @@ func Resolve(opts Options) (*Target, error) {
 	err = fs.Do(func(root *mount.Root) error {
 		if err := t.inspect(root, viewNS, self); err != nil {
 			return err
+		}
+		if checkPID1 && opts.Recovering && carriesMark(root, t.Path) {
+			checkPID1 = false
 		}
 		if checkPID1 {
 			pids, err := treePIDs(root, t.Path)
