@@ -30,6 +30,9 @@ type Frozen struct {
 	// children are the target's child cgroups that the subtree strategy
 	// froze in place.
 	children []string
+	// child is the name of the child cgroup that the subtree strategy
+	// created under the target and holds the target's processes in.
+	child string
 	// moved is the number of processes the subtree strategy moved.
 	moved int
 	// counted, once the freeze has started, brings the count made beside

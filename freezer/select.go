@@ -80,10 +80,13 @@ func checkWorkload(opts Options) error {
 	if err != nil {
 		return nil // Resolve reports it, with the same words
 	}
-	if version == 2 && path.Base(p1) == ChildName {
-		// A subtree freeze holds PID 1 in the child it made. (Not
+	if base := path.Base(p1); version == 2 && IsChildName(base) {
+		// A subtree freeze holds PID 1 in the child it made. The name
+		// proves nothing, and the marks cannot be read from here; it only
+		// widens which processes count as PID 1's container's, while
+		// Resolve takes the parent for the target only on proof. (Not
 		// path.Dir: it would clean "/../x" into "/x".)
-		if p1 = strings.TrimSuffix(p1, "/"+ChildName); p1 == "" {
+		if p1 = strings.TrimSuffix(p1, "/"+base); p1 == "" {
 			p1 = "/"
 		}
 	}
@@ -120,8 +123,10 @@ func checkWorkload(opts Options) error {
 
 // selectContainer returns a process of the container whose ID is, or
 // starts with, opts.ContainerID: one in the container's own cgroup (or in
-// the child a subtree freeze made in it), so that the target is the
-// container's cgroup and not one of its sub-cgroups.
+// a child named as a subtree freeze names its own), so that the target is
+// the container's cgroup and not one of its sub-cgroups. Resolve takes the
+// parent of such a child for the target only when the marks prove the
+// child cgfreeze's.
 func selectContainer(opts Options) (int, error) {
 	cg, err := procs.ReadCgroups(opts.ProcRoot, os.Getpid())
 	if err != nil {
@@ -155,11 +160,14 @@ func selectContainer(opts Options) (int, error) {
 			ErrAmbiguousContainer, opts.ContainerID, len(match), describeContainers(match))
 	}
 	c := match[0]
-	for _, want := range []string{c.Cgroup, c.Cgroup + "/" + ChildName} {
-		for _, p := range c.Processes {
-			if p.Cgroup == want {
-				return p.PID, nil
-			}
+	for _, p := range c.Processes {
+		if p.Cgroup == c.Cgroup {
+			return p.PID, nil
+		}
+	}
+	for _, p := range c.Processes {
+		if dir, base := path.Split(p.Cgroup); dir == c.Cgroup+"/" && IsChildName(base) {
+			return p.PID, nil
 		}
 	}
 	return c.Processes[0].PID, nil

@@ -29,10 +29,6 @@ const (
 	StrategySubtree Strategy = "subtree"
 )
 
-// ChildName is the name of the cgroup that the subtree strategy creates
-// under the target.
-const ChildName = "cgfreeze"
-
 // Options says which process's cgroup to freeze and where to look.
 type Options struct {
 	// PID is a process of the target; its cgroup is the target.
@@ -266,7 +262,7 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 	if procs.Outside(t.Path) {
 		return fmt.Errorf("target cgroup %s is outside the cgroup namespace cgfreeze works in", t.Path)
 	}
-	if t.Version == 2 && path.Base(t.Path) == ChildName {
+	if t.Version == 2 && t.Path != "/" && IsChildName(path.Base(t.Path)) && ownedByParent(root, t.Path) {
 		// The process sits in the child a subtree freeze made (that freeze
 		// holds, or its holder died): the target is the child's parent.
 		t.Path = path.Dir(t.Path)
