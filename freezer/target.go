@@ -182,6 +182,9 @@ func Resolve(opts Options) (*Target, error) {
 		mopts.Clones = mount.RootMountsFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
 	}
 	fs, err := mount.Open(spec, mopts)
+	if errors.Is(err, mount.ErrNotHierarchyRoot) {
+		return nil, fmt.Errorf("%w: --cgroup-mount %s: %w; pass a mount of the whole hierarchy made in cgfreeze's cgroup namespace, or leave --cgroup-mount out", ErrUnsafeTarget, opts.CgroupMount, err)
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -312,6 +315,9 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 		// whole processes, and its cgroup.freeze covers their threads,
 		// but its processes cannot move into a domain child.
 		typ, err := root.ReadFile(path.Join(t.Path, "cgroup.type"))
+		if err == nil && typ == "domain threaded" && t.Strategy == StrategySubtree {
+			return fmt.Errorf("%w: cgroup %s is of type %q (a threaded child makes it so): the subtree strategy would move its processes into a child cgroup, which the kernel allows only into a threaded one, where a process could not stay whole; only the target's own cgroup.freeze would freeze it, which may not be written from inside its cgroup namespace (nsdelegate): run cgfreeze on the node with --pid (the direct strategy), see docs/troubleshooting.md", ErrUnsafeTarget, t.Path, typ)
+		}
 		if err == nil && typ != "domain" && (typ != "domain threaded" || t.Strategy != StrategyDirect) {
 			return fmt.Errorf("%w: cgroup %s is of type %q, which cgfreeze cannot freeze whole by %s; point --pid at a process of the container's main cgroup", ErrUnsafeTarget, t.Path, typ, t.Strategy)
 		}
