@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -32,7 +33,7 @@ func TestWorkloadCgfreezeChild(t *testing.T) {
 			h := newHarness(t)
 			tg := h.newTarget(k, targetOpts{subs: []string{"cgfreeze", "cgfreeze/sub", "c1"}})
 			tg.cycle("a workload's cgfreeze child", cycleOpts{sig: syscall.SIGTERM})
-			tg.cycle("a second time", cycleOpts{duration: "300ms"})
+			tg.cycle("a second time", cycleOpts{duration: "1s", still: stillFor / 2})
 			for _, sub := range tg.subs {
 				if _, err := os.Stat(sub.dir); err != nil {
 					t.Errorf("the workload's cgroup %s is gone: %v", sub, err)
@@ -129,13 +130,24 @@ func TestLegacyChild(t *testing.T) {
 	if err := unix.Setxattr(legacy.dir, "trusted.cgfreeze", []byte(m), 0); err != nil {
 		t.Fatal(err)
 	}
-	pids, err := tg.cg.procs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pid := range pids {
-		if err := legacy.write("cgroup.procs", strconv.Itoa(pid)); err != nil {
+	// Move the target's processes into it, as that cgfreeze did; a
+	// short-lived one may exit meanwhile.
+	deadline := time.Now().Add(exitDeadline)
+	for {
+		pids, err := tg.cg.procs()
+		if err != nil {
 			t.Fatal(err)
+		}
+		if len(pids) == 0 {
+			break
+		}
+		for _, pid := range pids {
+			if err := legacy.write("cgroup.procs", strconv.Itoa(pid)); err != nil && !errors.Is(err, unix.ESRCH) {
+				t.Fatal(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes %v stay in %s", pids, tg.cg)
 		}
 	}
 	for _, sub := range tg.subs[:2] {
@@ -170,7 +182,7 @@ func TestLegacyChild(t *testing.T) {
 	if pids, err := legacy.procs(); err != nil || !slices.Contains(pids, worker.pid) {
 		t.Errorf("the unmarked child's worker left it: %v (%v)", pids, err)
 	}
-	tg.cycle("with an unmarked cgfreeze child", cycleOpts{duration: "300ms"})
+	tg.cycle("with an unmarked cgfreeze child", cycleOpts{duration: "1s", still: stillFor / 2})
 	if pids, err := legacy.procs(); err != nil || !slices.Contains(pids, worker.pid) {
 		t.Errorf("after a cycle the unmarked child's worker left it: %v (%v)", pids, err)
 	}
