@@ -38,11 +38,11 @@ func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) (t
 	if src == dst {
 		return 0, nil
 	}
-	dstProcs, err := root.Open(path.Join(dst, "cgroup.procs"), unix.O_WRONLY)
+	dstProcs, err := root.OpenWrite(path.Join(dst, "cgroup.procs"))
 	if err != nil {
 		return 0, classify(err)
 	}
-	defer dstProcs.Close()
+	defer func() { _ = dstProcs.Close() }()
 	srcFile := path.Join(src, "cgroup.procs")
 	list := func() ([]int, error) {
 		content, err := root.ReadFile(srcFile)

@@ -65,6 +65,9 @@ type Options struct {
 	// re-applies the hierarchy's flags). When none can be copied, a new
 	// mount is made.
 	Clones []string
+	// Fake, for unit tests, makes the mount a stand-in on a plain
+	// directory (see Fake); nothing is mounted and no namespace entered.
+	Fake *Fake
 }
 
 // Open mounts the hierarchy described by spec on a fresh OS thread, in the
@@ -95,6 +98,8 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 	}
 	rootFD, err := -1, error(nil)
 	switch {
+	case opts.Fake != nil:
+		rootFD, err = opts.Fake.open()
 	case opts.Existing != "":
 		rootFD, err = openExisting(fs.spec, opts.Existing)
 	default:
@@ -111,7 +116,7 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 		ready <- err
 		return
 	}
-	root := &Root{fd: rootFD}
+	root := &Root{fd: rootFD, fake: opts.Fake}
 	defer unix.Close(rootFD)
 	ready <- nil
 	for c := range fs.calls {
@@ -216,6 +221,8 @@ func OpenReader(spec Spec, opts Options) (*Root, func(), error) {
 	var fd int
 	var err error
 	switch {
+	case opts.Fake != nil:
+		fd, err = opts.Fake.open()
 	case opts.Existing != "":
 		fd, err = openExisting(spec, opts.Existing)
 	default:
@@ -233,7 +240,7 @@ func OpenReader(spec Spec, opts Options) (*Root, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Root{fd: fd}, func() { _ = unix.Close(fd) }, nil
+	return &Root{fd: fd, fake: opts.Fake}, func() { _ = unix.Close(fd) }, nil
 }
 
 // cloneHierarchy returns a file descriptor of a detached copy (open_tree
@@ -369,6 +376,9 @@ func legacyMountHierarchy(spec Spec) (int, error) {
 
 // ReadOnly tells whether a mount's file system refuses writes.
 func (r *Root) ReadOnly() (bool, error) {
+	if r.fake != nil {
+		return false, nil
+	}
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(r.fd, &st); err != nil {
 		return false, err
