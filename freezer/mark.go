@@ -101,8 +101,11 @@ const childRandomLen = 16
 // from a workload's cgroup of that name and is left alone.
 const legacyChildName = "cgfreeze"
 
-// newChildName returns a fresh name for the subtree strategy's child.
-func newChildName() (string, error) {
+// newChildName returns a fresh name for the subtree strategy's child (a
+// variable for the tests that must know it beforehand).
+var newChildName = randomChildName
+
+func randomChildName() (string, error) {
 	b := make([]byte, childRandomLen/2)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("random name for the child cgroup: %w", err)
