@@ -138,8 +138,8 @@ type ownership struct {
 	mark *mark
 	// children are the child cgroups that are cgfreeze's: the one the
 	// target's mark names, if it exists, and every child that carries a
-	// mark of its own (a child whose intent was lost, or one that a
-	// cgfreeze before issue 9 made and marked).
+	// subtree child's mark of its own (isChildMark: one that a cgfreeze
+	// before issue 9 made and marked).
 	children []string
 	// childMark is the mark of the first of children that has one.
 	childMark *mark
@@ -198,6 +198,9 @@ func owned(root *mount.Root, cgPath string, scan bool) (ownership, error) {
 		if seen[name] {
 			continue
 		}
+		if !IsChildName(name) {
+			continue
+		}
 		cm, err := readMark(root, path.Join(cgPath, name))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed meanwhile
@@ -205,7 +208,7 @@ func owned(root *mount.Root, cgPath string, scan bool) (ownership, error) {
 		if err != nil {
 			return o, err
 		}
-		if cm == nil {
+		if !isChildMark(cm) {
 			continue
 		}
 		o.children = append(o.children, name)
@@ -218,12 +221,28 @@ func owned(root *mount.Root, cgPath string, scan bool) (ownership, error) {
 
 // ownedByParent tells whether the cgroup at cgPath is a child that a
 // subtree freeze of its parent made: its parent's mark names it, or it
-// carries a mark of its own.
+// carries a subtree child's mark of its own.
 func ownedByParent(root *mount.Root, cgPath string) bool {
 	o, err := owned(root, path.Dir(cgPath), false)
 	if err == nil && slices.Contains(o.children, path.Base(cgPath)) {
 		return true
 	}
 	m, err := readMark(root, cgPath)
-	return err == nil && m != nil
+	return err == nil && isChildMark(m)
+}
+
+// isChildMark tells whether a mark is the one a subtree freeze puts on the
+// child it made: strategy subtree, and no child of its own to name. A mark
+// with another strategy, or one naming a child (an intent), is the mark of
+// a target that a cgfreeze froze, which a freeze of its parent must leave
+// alone, not recover as its own child.
+func isChildMark(m *mark) bool {
+	return m != nil && m.Strategy == StrategySubtree && m.Child == ""
+}
+
+// childMark is the mark a subtree freeze puts on the child it made: the
+// target's intent without the child's name.
+func childMark(intent mark) mark {
+	intent.Child = ""
+	return intent
 }

@@ -89,7 +89,7 @@ func TestFakeWorkloadFrozeOwnChild(t *testing.T) {
 // leaveSubtree lays out what a subtree holder that died leaves, step by
 // step: the intent on the target (intent), the child made (mkdir), the
 // child's own mark (childMark), the processes moved into it, frozen.
-func leaveSubtree(t *testing.T, ft fakeTarget, name string, intent, mkdir, childMark bool) {
+func leaveSubtree(t *testing.T, ft fakeTarget, name string, intent, mkdir, childMarked bool) {
 	t.Helper()
 	m := newMark("/proc", StrategySubtree)
 	m.Child = name
@@ -106,8 +106,8 @@ func leaveSubtree(t *testing.T, ft fakeTarget, name string, intent, mkdir, child
 		if err := root.Mkdir(child); err != nil {
 			return err
 		}
-		if childMark {
-			if err := writeMark(root, child, m); err != nil {
+		if childMarked {
+			if err := writeMark(root, child, childMark(m)); err != nil {
 				return err
 			}
 		}
@@ -247,4 +247,35 @@ func TestFakeSubtreeVanishedChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	ft.requireRestored(t, "after Thaw", map[int]string{101: fakeTargetPath, 201: ft.sub("stays")})
+}
+
+// TestFakeRecoverLeavesMarkedTargets: a child cgroup that another cgfreeze
+// froze as its target (a direct mark, or a subtree intent naming a child
+// of its own) is not the parent's subtree child: Recover of the parent
+// leaves it frozen, marked and where it is.
+func TestFakeRecoverLeavesMarkedTargets(t *testing.T) {
+	for _, s := range []Strategy{StrategyDirect, StrategySubtree} {
+		t.Run(string(s), func(t *testing.T) {
+			ft := newFakeTarget(t, StrategyDirect, 101)
+			other := ft.sub(fixedChildName)
+			ft.k.MustMkdir(other)
+			ft.k.Start(other, 201)
+			m := newMark("/proc", s)
+			if s == StrategySubtree {
+				m.Child = ChildPrefix + "00000000000000bb"
+			}
+			ft.do(t, func(root *mount.Root) error { return writeMark(root, other, m) })
+			ft.k.SetFreeze(other, true)
+			rec, err := Recover(testCtx(t, time.Second), ft.Target)
+			if err != nil || rec.Recovered {
+				t.Fatalf("Recover of the parent = %+v, %v; want nothing recovered", rec, err)
+			}
+			if !ft.k.Frozen(other) || ft.k.CgroupOf(201) != cgKey(other) {
+				t.Errorf("the other cgfreeze's target was touched: frozen %v, PID 201 in %s", ft.k.Frozen(other), ft.k.CgroupOf(201))
+			}
+			if _, ok := ft.k.Fake.Xattr(other, markXattr); !ok {
+				t.Errorf("the other cgfreeze's mark was removed")
+			}
+		})
+	}
 }

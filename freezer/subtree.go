@@ -82,7 +82,7 @@ func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err err
 	if err := faults.Point("freeze:child-created"); err != nil {
 		return err
 	}
-	if err := writeMark(root, child, m); err != nil {
+	if err := writeMark(root, child, childMark(m)); err != nil {
 		return err
 	}
 	if err := faults.Point("freeze:marked"); err != nil {
