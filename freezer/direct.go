@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"time"
 
 	"github.com/cgfreeze/cgfreeze/internal/faults"
 	"github.com/cgfreeze/cgfreeze/mount"
@@ -61,4 +62,51 @@ func (direct) thaw(ctx context.Context, root *mount.Root, cgPath string, _ []str
 		return ignoreCgroupRemoved(err)
 	}
 	return ignoreCgroupRemoved(root.RemoveXattr(cgPath, markXattr))
+}
+
+// directHoldFallback is how often a direct hold checks without a
+// notification, in case one is missed: everything it watches for is
+// notified on the target's cgroup.events.
+const directHoldFallback = time.Second
+
+// A direct hold: held means the target's own cgroup.freeze is 1 and its
+// cgroup.events says frozen; the kernel keeps every descendant, those
+// created later and the processes that join later frozen, so there is
+// nothing to repair, only the end of the hold to see: the target's
+// cgroup.events notifies its emptying (populated 0), its removal, and a
+// thaw by its runtime or owner (frozen 0).
+func (direct) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
+	t := h.f.Target
+	if err := h.n.AddFile(root, path.Join(t.Path, "cgroup.events")); err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return holdPolicy{}, gone(t.Path, "was removed")
+		}
+		return holdPolicy{}, classify(err)
+	}
+	return holdPolicy{fullEvery: directHoldFallback}, nil
+}
+
+func (direct) holdQuick(*hold) bool { return false }
+
+func (direct) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
+	t := h.f.Target
+	req, err := readGone(root, t.Path, "cgroup.freeze")
+	if err != nil {
+		return err
+	}
+	if req != "1" {
+		return fmt.Errorf("%w: %s/cgroup.freeze reads %s (its runtime or owner thawed it)", ErrThawedByOther, t.Path, req)
+	}
+	populated, frozen, err := readEvents(root, t.Path)
+	if err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return gone(t.Path, "was removed")
+		}
+		return classify(err)
+	}
+	if !populated {
+		return gone(t.Path, "has no process left")
+	}
+	h.frozenOrLate(t.Path, frozen)
+	return nil
 }

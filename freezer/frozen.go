@@ -33,6 +33,10 @@ type Frozen struct {
 	// child is the name of the child cgroup that the subtree strategy
 	// created under the target and holds the target's processes in.
 	child string
+	// mark is the subtree strategy's mark (the target's, naming child),
+	// rewritten on the target and the child when the hold freezes more
+	// children.
+	mark mark
 	// moved is the number of processes the subtree strategy moved.
 	moved int
 	// counted, once the freeze has started, brings the count made beside

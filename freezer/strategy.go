@@ -30,6 +30,23 @@ type strategy interface {
 	// from the Frozen or from the dead holder's mark. It is idempotent and
 	// takes a cgroup removed meanwhile as thawed; the caller retries it.
 	thaw(ctx context.Context, root *mount.Root, cgPath string, children []string) error
+
+	// The hold (Frozen.Hold) keeps what "held" means for the strategy
+	// true, or ends when the target ends it.
+	//
+	// holdStart sets up the watches of a hold on h.n and says how often
+	// the hold must look without a notification.
+	holdStart(root *mount.Root, h *hold) (holdPolicy, error)
+	// holdQuick is the cheap look that the hold makes every
+	// holdPolicy.quickEvery, off the mount's thread (re-reading a file
+	// opened by holdStart): it tells whether holdCheck must run.
+	holdQuick(h *hold) bool
+	// holdCheck checks that the target is held and repairs it where the
+	// strategy can, after a notification on the paths changed, or a quick
+	// look that found something, or every holdPolicy.fullEvery (full).
+	// It returns an error wrapping ErrTargetGone or ErrThawedByOther when
+	// the hold must end; what it cannot repair it reports as a violation.
+	holdCheck(root *mount.Root, h *hold, changed []string, full bool) error
 }
 
 // strategyFor returns the implementation of a strategy.

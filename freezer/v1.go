@@ -142,3 +142,55 @@ func threadSleep(d time.Duration) {
 		ts = rem
 	}
 }
+
+// The v1 hold. v1 has no notification: the hold reads
+// freezer.self_freezing every v1HoldEvery (a few µs a read) to see the
+// runtime's or owner's thaw (runc thaws a paused v1 container before it
+// kills it), and counts the target's processes every v1HoldCountEvery
+// (a v1 cgroup lists them sorted, 1.5 µs each; a frozen v1 task cannot
+// exit, not even on SIGKILL, so the cgroup empties only by migration or
+// after a thaw, which the first check sees).
+const (
+	v1HoldEvery      = 50 * time.Millisecond
+	v1HoldCountEvery = time.Second
+)
+
+// A v1 hold: held means the target's own freezer.self_freezing is 1 and
+// freezer.state reads FROZEN; the kernel keeps every descendant, those
+// created later and the processes that join later frozen, so there is
+// nothing to repair, only the end of the hold to see.
+func (v1) holdStart(*mount.Root, *hold) (holdPolicy, error) {
+	return holdPolicy{fullEvery: v1HoldEvery}, nil
+}
+
+func (v1) holdQuick(*hold) bool { return false }
+
+func (v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
+	t := h.f.Target
+	self, err := readGone(root, t.Path, "freezer.self_freezing")
+	if err != nil {
+		return err
+	}
+	if self != "1" {
+		return fmt.Errorf("%w: %s/freezer.self_freezing reads %s (its runtime or owner wrote THAWED)", ErrThawedByOther, t.Path, self)
+	}
+	state, err := readGone(root, t.Path, "freezer.state")
+	if err != nil {
+		return err
+	}
+	h.frozenOrLate(t.Path, state == "FROZEN")
+	if time.Since(h.lastCount) >= v1HoldCountEvery {
+		h.lastCount = time.Now()
+		n, err := countProcesses(root, t.Path)
+		if err != nil {
+			if ignoreCgroupRemoved(err) == nil {
+				return gone(t.Path, "was removed")
+			}
+			return classify(err)
+		}
+		if n == 0 {
+			return gone(t.Path, "has no process left")
+		}
+	}
+	return nil
+}

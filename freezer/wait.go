@@ -41,16 +41,30 @@ func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool)
 }
 
 func readFrozen(root *mount.Root, cgPath string) (bool, error) {
+	_, frozen, err := readEvents(root, cgPath)
+	return frozen, err
+}
+
+// readEvents reads the populated and frozen lines of cgroup.events.
+func readEvents(root *mount.Root, cgPath string) (populated, frozen bool, err error) {
 	events, err := root.ReadFile(path.Join(cgPath, "cgroup.events"))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
+	found := false
 	for _, line := range strings.Split(events, "\n") {
-		if k, v, ok := strings.Cut(line, " "); ok && k == "frozen" {
-			return v == "1", nil
+		k, v, ok := strings.Cut(line, " ")
+		switch {
+		case ok && k == "frozen":
+			frozen, found = v == "1", true
+		case ok && k == "populated":
+			populated = v == "1"
 		}
 	}
-	return false, fmt.Errorf("%s/cgroup.events has no frozen line", cgPath)
+	if !found {
+		return false, false, fmt.Errorf("%s/cgroup.events has no frozen line", cgPath)
+	}
+	return populated, frozen, nil
 }
 
 func btoi(b bool) int {

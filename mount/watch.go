@@ -110,9 +110,6 @@ func drainEventfd(fd int) {
 // that). Its descriptors are the process's: Wait may be called from any
 // goroutine, outside FS.Do; Add and Remove open and close files below a
 // Root, so inside Do.
-//
-// Closing its inotify instance waits for an SRCU grace period (some 15 ms):
-// a caller in a hurry closes it from a goroutine of its own.
 type Notifier struct {
 	fake    *Fake
 	files   map[string]int // path -> fd (a fake's eventfd)
@@ -120,11 +117,24 @@ type Notifier struct {
 	ino     int            // inotify instance, -1 until a directory is added
 	dirs    map[string]int // path -> watch descriptor
 	dirOfWD map[int]string
+	wake    int // an eventfd that Wake writes to, -1 if none
 }
 
 // NewNotifier returns a Notifier that watches nothing yet.
 func (r *Root) NewNotifier() *Notifier {
-	return &Notifier{fake: r.fake, files: map[string]int{}, owned: map[int]*os.File{}, ino: -1, dirs: map[string]int{}, dirOfWD: map[int]string{}}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		wake = -1
+	}
+	return &Notifier{fake: r.fake, files: map[string]int{}, owned: map[int]*os.File{}, ino: -1, dirs: map[string]int{}, dirOfWD: map[int]string{}, wake: wake}
+}
+
+// Wake ends the Wait under way, or the next one, at once (with no change).
+// It may be called from any goroutine, until Close.
+func (n *Notifier) Wake() {
+	if n.wake >= 0 {
+		_, _ = unix.Write(n.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
 }
 
 // AddFile watches the file p below r, and reads it once to arm the watch.
@@ -220,8 +230,14 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: ev})
 		paths = append(paths, p)
 	}
+	ino, wake := -1, -1
 	if n.ino >= 0 {
+		ino = len(fds)
 		fds = append(fds, unix.PollFd{Fd: int32(n.ino), Events: unix.POLLIN})
+	}
+	if n.wake >= 0 {
+		wake = len(fds)
+		fds = append(fds, unix.PollFd{Fd: int32(n.wake), Events: unix.POLLIN})
 	}
 	ms := int(d.Milliseconds())
 	if d > 0 && ms == 0 {
@@ -246,8 +262,12 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 		if pfd.Revents == 0 {
 			continue
 		}
-		if i == len(paths) {
+		switch i {
+		case ino:
 			changed = append(changed, n.drainInotify()...)
+			continue
+		case wake:
+			drainEventfd(n.wake)
 			continue
 		}
 		changed = append(changed, paths[i])
@@ -290,13 +310,19 @@ func (n *Notifier) drainInotify() []string {
 	return out
 }
 
-// Close stops every watch.
+// Close stops every watch. Its inotify instance, whose close can wait for
+// an RCU grace period, is closed on a goroutine of its own: a caller that
+// goes on to thaw does not wait for it.
 func (n *Notifier) Close() {
 	for p := range n.files {
 		n.Remove(p)
 	}
+	if n.wake >= 0 {
+		_ = unix.Close(n.wake)
+		n.wake = -1
+	}
 	if n.ino >= 0 {
-		_ = unix.Close(n.ino)
+		go unix.Close(n.ino)
 		n.ino = -1
 	}
 	n.dirs, n.dirOfWD = map[string]int{}, map[int]string{}

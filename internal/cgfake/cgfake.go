@@ -44,6 +44,8 @@ type Kernel struct {
 	fail map[string]error
 	// writes records every write through the Root, as "path=value".
 	writes []string
+	// before is called with each write before it acts (BeforeWrite).
+	before func(p, value string)
 	// events counts the notifications of each cgroup.events.
 	events map[string]int
 }
@@ -317,7 +319,22 @@ func (k *Kernel) Cgroups() []string {
 	return out
 }
 
+// BeforeWrite, when set, is called with every write through the Root
+// before the fake kernel acts on it, for a test that changes the tree at
+// that moment (a cgroup removed right before cgfreeze writes to it).
+func (k *Kernel) BeforeWrite(fn func(p, value string)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.before = fn
+}
+
 func (k *Kernel) onWrite(p, value string) error {
+	k.mu.Lock()
+	before := k.before
+	k.mu.Unlock()
+	if before != nil {
+		before(key(p), value)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	f := key(p)
