@@ -201,7 +201,7 @@ func TestFakeSubtreeMkdirRefused(t *testing.T) {
 			if !errors.Is(err, tt.want) || errors.Is(err, ErrFreezeFailed) {
 				t.Fatalf("Freeze = %v, want %v", err, tt.want)
 			}
-			if tt.errno == unix.EAGAIN && !strings.Contains(err.Error(), "cgroup.max.descendants or cgroup.max.depth") {
+			if errors.Is(tt.errno, unix.EAGAIN) && !strings.Contains(err.Error(), "cgroup.max.descendants or cgroup.max.depth") {
 				t.Errorf("error %q does not name the limits", err)
 			}
 			ft.requireRestored(t, "after the refusal", map[int]string{101: fakeTargetPath})
