@@ -283,7 +283,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 			return fail(ev, log, err)
 		}
 	}
-	target, err := freezer.Resolve(resolveOptions(c))
+	target, err := freezer.Resolve(resolveOptions(c, cmd))
 	if err != nil {
 		if early != nil {
 			early.Abort()
@@ -310,9 +310,9 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 	return supervise(c, ev, log, target, sigs, early, stdin, stdout, stderr)
 }
 
-func resolveOptions(c config) freezer.Options {
+func resolveOptions(c config, cmd string) freezer.Options {
 	return freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
-		PIDDefaulted: !c.pidSet, ContainerID: c.containerID}
+		PIDDefaulted: !c.pidSet, ContainerID: c.containerID, Recovering: cmd == "thaw" || cmd == "status"}
 }
 
 func status(ev *agent.Writer, log zerolog.Logger, t *freezer.Target) int {

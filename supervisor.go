@@ -109,7 +109,7 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 	if err != nil {
 		return fail(ev, log, fmt.Errorf("%w: the holder runs only as the child of a freezing cgfreeze", err))
 	}
-	target, rerr := freezer.Resolve(resolveOptions(c))
+	target, rerr := freezer.Resolve(resolveOptions(c, holdCommand))
 	path, err := link.AwaitGo()
 	if err != nil {
 		// The supervisor gave up (and says why) or died, before anything

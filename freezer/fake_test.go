@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,13 +64,31 @@ func (ft fakeTarget) requireHeld(t *testing.T, what string) {
 	if r := ft.k.Running(); len(r) != 0 {
 		t.Errorf("%s: processes %v run", what, r)
 	}
-	marked := ft.Path
+	marked := []string{ft.Path}
 	if ft.Strategy == StrategySubtree {
-		marked = ft.sub(ChildName)
+		// The intent on the target, and the child's own mark.
+		child := ft.ownChild()
+		if child == "" {
+			t.Fatalf("%s: no cgfreeze child under %s: %v", what, ft.Path, ft.k.Cgroups())
+		}
+		marked = append(marked, child)
 	}
-	if _, ok := ft.k.Fake.Xattr(marked, markXattr); !ok {
-		t.Errorf("%s: no cgfreeze mark on %s", what, marked)
+	for _, p := range marked {
+		if _, ok := ft.k.Fake.Xattr(p, markXattr); !ok {
+			t.Errorf("%s: no cgfreeze mark on %s", what, p)
+		}
 	}
+}
+
+// ownChild returns the path of the child cgroup a subtree freeze made
+// under the target, "" when there is none.
+func (ft fakeTarget) ownChild() string {
+	for _, cg := range ft.k.Cgroups() {
+		if dir, base := path.Split("/" + cg); dir == fakeTargetPath+"/" && strings.HasPrefix(base, ChildPrefix) {
+			return "/" + cg
+		}
+	}
+	return ""
 }
 
 // requireRestored checks that nothing is left: every process runs in the
@@ -95,8 +114,8 @@ func (ft fakeTarget) requireRestored(t *testing.T, what string, where map[int]st
 			t.Errorf("%s: a watch on %s/cgroup.events is left open", what, cg)
 		}
 	}
-	if ft.k.Exists(ft.sub(ChildName)) {
-		t.Errorf("%s: %s is left", what, ft.sub(ChildName))
+	if child := ft.ownChild(); child != "" {
+		t.Errorf("%s: %s is left", what, child)
 	}
 	if m := ft.k.Fake.Xattrs(markXattr); len(m) != 0 {
 		t.Errorf("%s: cgfreeze marks left on %v", what, m)
@@ -140,7 +159,7 @@ func TestFakeFreezeThaw(t *testing.T) {
 				t.Errorf("Processes = %d, want 3", f.Processes)
 			}
 			if s == StrategySubtree {
-				if got := ft.k.Procs(ft.sub(ChildName)); !slices.Equal(got, []int{101, 102}) {
+				if got := ft.k.Procs(ft.sub(f.child)); !slices.Equal(got, []int{101, 102}) {
 					t.Errorf("the cgfreeze child holds %v, want [101 102]", got)
 				}
 				if !ft.k.Requested(ft.sub("worker")) {
@@ -206,9 +225,10 @@ func TestFakeFreezeWriteRefused(t *testing.T) {
 		{StrategyFreezer, "freezer.state", "FROZEN"},
 		{StrategyDirect, "cgroup.freeze", "1"},
 		{StrategySubtree, "worker/cgroup.freeze", "1"},
-		{StrategySubtree, ChildName + "/cgroup.procs", ""},
+		{StrategySubtree, fixedChildName + "/cgroup.procs", ""},
 	} {
 		t.Run(string(tt.s)+"/"+tt.file, func(t *testing.T) {
+			fixChildName(t)
 			ft := newFakeTarget(t, tt.s, 101)
 			ft.k.MustMkdir(ft.sub("worker"))
 			ft.k.Start(ft.sub("worker"), 201)
@@ -320,7 +340,7 @@ func TestFakeThawGone(t *testing.T) {
 			if s == StrategySubtree {
 				// Its manager removes the child first, as a
 				// recursive removal does.
-				if err := ft.k.Rmdir(ft.sub(ChildName)); err != nil {
+				if err := ft.k.Rmdir(ft.sub(f.child)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -332,4 +352,15 @@ func TestFakeThawGone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fixedChildName is the name fixChildName gives the subtree child, for a
+// test that must name the child's files before the freeze makes it.
+const fixedChildName = ChildPrefix + "00000000000000aa"
+
+func fixChildName(t *testing.T) {
+	t.Helper()
+	saved := newChildName
+	newChildName = func() (string, error) { return fixedChildName, nil }
+	t.Cleanup(func() { newChildName = saved })
 }

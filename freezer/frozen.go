@@ -30,8 +30,12 @@ type Frozen struct {
 	// children are the target's child cgroups that the subtree strategy
 	// froze in place.
 	children []string
-	// mark is the subtree strategy's mark on its child, rewritten when
-	// the hold freezes more children.
+	// child is the name of the child cgroup that the subtree strategy
+	// created under the target and holds the target's processes in.
+	child string
+	// mark is the subtree strategy's mark (the target's, naming child),
+	// rewritten on the target and the child when the hold freezes more
+	// children.
 	mark mark
 	// moved is the number of processes the subtree strategy moved.
 	moved int

@@ -139,7 +139,7 @@ func TestFakeHoldTargetGone(t *testing.T) {
 					if s == StrategySubtree {
 						// Only once cgfreeze's child is gone can the
 						// target be removed.
-						if err := ft.k.Rmdir(ft.sub(ChildName)); err != nil {
+						if err := ft.k.Rmdir(ft.ownChild()); err != nil {
 							t.Fatal(err)
 						}
 					}
@@ -174,7 +174,7 @@ func TestFakeHoldThawedByOther(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 			thawed := fakeTargetPath
 			if s == StrategySubtree {
-				thawed = ft.sub(ChildName)
+				thawed = ft.ownChild()
 			}
 			ft.k.SetFreeze(thawed, false)
 			if err := h.end(3 * time.Second); !errors.Is(err, ErrThawedByOther) {
@@ -215,7 +215,7 @@ func TestFakeHoldKernelKeepsFrozen(t *testing.T) {
 // markChildren returns the children that the subtree mark lists.
 func (ft fakeTarget) markChildren(t *testing.T) []string {
 	t.Helper()
-	v, ok := ft.k.Fake.Xattr(ft.sub(ChildName), markXattr)
+	v, ok := ft.k.Fake.Xattr(ft.ownChild(), markXattr)
 	if !ok {
 		t.Fatal("no mark on the cgfreeze child")
 	}
@@ -240,7 +240,7 @@ func TestFakeHoldSubtreeRepairs(t *testing.T) {
 	// A process joins the target's own cgroup (kubectl exec).
 	ft.k.Start(fakeTargetPath, 501)
 	r := h.waitReport("repaired", "joined", fakeTargetPath)
-	if r.Processes != 1 || ft.k.CgroupOf(501) != cgKey(ft.sub(ChildName)) {
+	if r.Processes != 1 || ft.k.CgroupOf(501) != cgKey(ft.ownChild()) {
 		t.Errorf("joined: %+v, process 501 in %s", r, ft.k.CgroupOf(501))
 	}
 	t.Logf("joined: repaired in %v", r.Latency)
@@ -313,7 +313,7 @@ func TestFakeHoldSubtreeViolations(t *testing.T) {
 	}
 
 	// A process that cannot be moved.
-	ft.k.FailWrites(ft.sub(ChildName+"/cgroup.procs"), "801", unix.EPERM)
+	ft.k.FailWrites(ft.ownChild()+"/cgroup.procs", "801", unix.EPERM)
 	ft.k.Start(fakeTargetPath, 801)
 	r = h.waitReport("violation", "joined", fakeTargetPath)
 	if !errors.Is(r.Err, unix.EPERM) {
@@ -324,7 +324,7 @@ func TestFakeHoldSubtreeViolations(t *testing.T) {
 		t.Errorf("the joined violation was reported %d times, want once", n)
 	}
 	// Once the move works, the repair follows.
-	ft.k.FailWrites(ft.sub(ChildName+"/cgroup.procs"), "801", nil)
+	ft.k.FailWrites(ft.ownChild()+"/cgroup.procs", "801", nil)
 	h.waitReport("repaired", "joined", fakeTargetPath)
 	ft.k.Stick(ft.sub("stuck"), false)
 	h.stop()

@@ -17,16 +17,23 @@ import (
 
 // einvalRetries and einvalPause: a migration can fail with EINVAL for a
 // moment (a task in the middle of fork or exit); runc retries so too.
+// lingerPauseMin and lingerPauseMax bound the back-off of a migration
+// whose source lists only processes it has moved already: tasks that are
+// exiting, which the kernel still lists (and lets be written) until they
+// are gone. It doubles from the first to the second while nothing new is
+// listed.
 const (
-	einvalRetries = 5
-	einvalPause   = 30 * time.Millisecond
+	einvalRetries  = 5
+	einvalPause    = 30 * time.Millisecond
+	lingerPauseMin = 500 * time.Microsecond
+	lingerPauseMax = 20 * time.Millisecond
 )
 
 // migrate moves every process of src (its own processes, not those of its
 // children) into dst, one write(2) of one PID at a time, until src lists
 // none: a process that forks meanwhile is caught by the next round.
 // halfway is the fault point passed once half of the first round moved.
-// It returns how many processes it moved.
+// It returns how many processes it moved, each counted once.
 func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) (total int, err error) {
 	if src == dst {
 		return 0, nil
@@ -37,25 +44,52 @@ func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) (t
 	}
 	defer func() { _ = dstProcs.Close() }()
 	srcFile := path.Join(src, "cgroup.procs")
-	for {
+	list := func() ([]int, error) {
 		content, err := root.ReadFile(srcFile)
 		if err != nil {
 			if errors.Is(err, unix.EOPNOTSUPP) {
-				return total, fmt.Errorf("%w: %s is a threaded cgroup", ErrUnsafeTarget, src)
+				return nil, fmt.Errorf("%w: %s is a threaded cgroup", ErrUnsafeTarget, src)
 			}
-			return total, classify(err)
+			return nil, classify(err)
 		}
 		pids, err := procs.ParsePIDs(strings.NewReader(content))
 		if err != nil {
-			return total, fmt.Errorf("%s: %w", srcFile, err)
+			return nil, fmt.Errorf("%s: %w", srcFile, err)
+		}
+		return pids, nil
+	}
+	move := func(pid int) (bool, error) {
+		ok, err := movePID(dstProcs, pid)
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return false, fmt.Errorf("%w: %s cannot take processes (a threaded cgroup, or a domain under a threaded one): %w", ErrUnsafeTarget, dst, err)
+		}
+		return ok, err
+	}
+	return migrateLoop(ctx, src, list, move, halfway, time.Sleep)
+}
+
+// migrateLoop is migrate's loop: list returns the PIDs that src lists,
+// move writes one into the destination (false: it was gone), sleep pauses.
+// A PID is counted the first time it moves; one listed again after it
+// moved (an exiting task, which the kernel lists and lets be written until
+// it is gone) is written again but not counted, and a round that moves
+// nothing new sleeps, with a back-off from lingerPauseMin to
+// lingerPauseMax, instead of spinning on it.
+func migrateLoop(ctx context.Context, src string, list func() ([]int, error), move func(int) (bool, error), halfway string, sleep func(time.Duration)) (int, error) {
+	moved := map[int]bool{}
+	pause := lingerPauseMin
+	for first := true; ; first = false {
+		pids, err := list()
+		if err != nil {
+			return len(moved), err
 		}
 		if len(pids) == 0 {
-			return total, nil
+			return len(moved), nil
 		}
 		if ctx.Err() != nil {
-			return total, fmt.Errorf("%d processes still in %s: %w", len(pids), src, context.Cause(ctx))
+			return len(moved), fmt.Errorf("%d processes still in %s: %w", len(pids), src, context.Cause(ctx))
 		}
-		moved, hidden := 0, 0
+		fresh, hidden := 0, 0
 		seen := make(map[int]bool, len(pids))
 		for _, pid := range pids {
 			// The kernel lists a process outside the reader's PID
@@ -68,27 +102,30 @@ func migrate(ctx context.Context, root *mount.Root, src, dst, halfway string) (t
 				continue
 			}
 			seen[pid] = true
-			ok, err := movePID(dstProcs, pid)
+			ok, err := move(pid)
 			if err != nil {
-				return total, err
+				return len(moved), err
 			}
-			if ok {
-				moved++
-				total++
+			if ok && !moved[pid] {
+				moved[pid] = true
+				fresh++
 			}
-			if len(seen) == (len(pids)+1)/2 {
+			if first && len(seen) == (len(pids)+1)/2 {
 				if err := faults.Point(halfway); err != nil {
-					return total, err
+					return len(moved), err
 				}
 			}
 		}
 		if hidden == len(pids) {
-			return total, fmt.Errorf("%d processes in %s are outside cgfreeze's PID namespace (cgroup.procs lists them as 0) and cannot be moved: run cgfreeze in the target's PID namespace (kubectl debug --target, or --proc of that namespace)", hidden, src)
+			return len(moved), fmt.Errorf("%d processes in %s are outside cgfreeze's PID namespace (cgroup.procs lists them as 0) and cannot be moved: run cgfreeze in the target's PID namespace (kubectl debug --target, or --proc of that namespace)", hidden, src)
 		}
-		if moved == 0 {
-			// Only exiting processes are left; let them go.
-			time.Sleep(time.Millisecond)
+		if fresh > 0 {
+			pause = lingerPauseMin
+			continue
 		}
+		// Only exiting processes are left; let them go.
+		sleep(pause)
+		pause = min(2*pause, lingerPauseMax)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path"
 	"slices"
 	"strings"
@@ -16,22 +15,25 @@ import (
 )
 
 // subtree freezes a target whose own cgroup.freeze may not be written (the
-// root of a delegated cgroup namespace): it creates a child cgroup
-// (ChildName), freezes it while it is still empty, moves the target's own
-// processes into it, and freezes the target's other child cgroups where
-// they are (those frozen already belong to someone else and are left
-// alone). Nothing freezes the target's cgroup itself, so what joins it or
-// is created below it later runs unless the hold repairs it.
+// root of a delegated cgroup namespace): it creates a child cgroup with a
+// name of its own (ChildPrefix and random digits), freezes it while it is
+// still empty, moves the target's own processes into it, and freezes the
+// target's other child cgroups where they are (those frozen already belong
+// to someone else and are left alone). Nothing freezes the target's cgroup
+// itself, so what joins it or is created below it later runs unless the
+// hold repairs it.
+//
+// Ownership is by proof (mark.go): before the mkdir, the target gets a mark
+// naming the child to be made (the intent), and the child gets a mark
+// once made. Thaw and recovery move, thaw and remove only the child the
+// marks name; a workload's own child cgroup, whatever its name (a
+// "cgfreeze" child, a "cgfreeze/sub" holding a process), is one of the
+// target's children like any other: frozen in place if it was thawed,
+// thawed again at the end, never moved out or removed.
 type subtree struct{}
 
 func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err error) {
 	t := f.Target
-	child := path.Join(t.Path, ChildName)
-	if ok, err := root.Exists(child); err != nil {
-		return err
-	} else if ok {
-		return alreadyFrozen(root, child, t.Path, "frozen through "+child)
-	}
 	requested, frozen, err := v2State(root, t.Path)
 	if err != nil {
 		return classify(err)
@@ -39,30 +41,39 @@ func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err err
 	if requested || frozen {
 		return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
 	}
+	name, err := newChildName()
+	if err != nil {
+		return err
+	}
 	// The child cgroups of the target are frozen where they are; those
 	// frozen already belong to someone else and are left alone. A child
 	// removed meanwhile (a workload that makes and removes cgroups) is
 	// no error.
-	seen := map[string]bool{ChildName: true}
+	seen := map[string]bool{name: true}
 	if _, err := f.addChildren(root, seen); err != nil {
 		return err
 	}
 
-	if err := root.Mkdir(child); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return alreadyFrozen(root, child, t.Path, "frozen through "+child)
-		}
-		return classify(err)
+	f.child = name
+	f.mark = newMark(t.procRoot, StrategySubtree)
+	f.mark.Child = name
+	// The intent: from here on the marks name the child, whether or not
+	// it is made.
+	if err := f.writeTargetMark(root); err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
 			err = f.rollback(root, err)
 		}
 	}()
+	child := path.Join(t.Path, name)
+	if err := root.Mkdir(child); err != nil {
+		return mkdirRefused(child, err)
+	}
 	if err := faults.Point("freeze:child-created"); err != nil {
 		return err
 	}
-	f.mark = newMark(t.procRoot, StrategySubtree)
 	if err := f.writeChildMark(root); err != nil {
 		return err
 	}
@@ -81,6 +92,9 @@ func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err err
 		return err
 	}
 	if f.moved, err = migrate(ctx, root, t.Path, child, "freeze:half-migrated"); err != nil {
+		if errors.Is(err, ErrUnsafeTarget) {
+			return err
+		}
 		return fmt.Errorf("%w: %w", ErrFreezeFailed, err)
 	}
 	if err := faults.Point("freeze:migrated"); err != nil {
@@ -116,9 +130,9 @@ func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err err
 	if err := faults.Point("freeze:written"); err != nil {
 		return err
 	}
-	for _, name := range append([]string{ChildName}, f.children...) {
+	for _, name := range append([]string{f.child}, f.children...) {
 		err := waitTreeFrozen(ctx, root, path.Join(t.Path, name))
-		if name != ChildName {
+		if name != f.child {
 			err = ignoreCgroupRemoved(err)
 		}
 		if err != nil {
@@ -126,6 +140,22 @@ func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err err
 		}
 	}
 	return nil
+}
+
+// mkdirRefused explains a failed mkdir of the child. The kernel refuses a
+// new cgroup with EAGAIN when the target or an ancestor has reached
+// cgroup.max.descendants or cgroup.max.depth; that, and any refusal other
+// than a lack of privilege or a read-only mount, is a refusal of the target
+// (ErrUnsafeTarget): nothing was changed but the intent, which the rollback
+// removes.
+func mkdirRefused(child string, err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, unix.EROFS):
+		return classify(err)
+	case errors.Is(err, unix.EAGAIN):
+		return fmt.Errorf("%w: the kernel refused to create the cgroup %s that the subtree strategy needs (%w): the target or one of its ancestors has reached cgroup.max.descendants or cgroup.max.depth", ErrUnsafeTarget, child, err)
+	}
+	return fmt.Errorf("%w: the kernel refused to create the cgroup %s that the subtree strategy needs: %w", ErrUnsafeTarget, child, err)
 }
 
 // addChildren lists the target's child cgroups not in seen, adds them to
@@ -157,30 +187,52 @@ func (f *Frozen) addChildren(root *mount.Root, seen map[string]bool) (added []st
 	return added, nil
 }
 
-// writeChildMark writes the mark on the cgfreeze child with the child
-// cgroups frozen in place so far: a dead holder's recovery thaws those.
-func (f *Frozen) writeChildMark(root *mount.Root) error {
+// writeTargetMark writes the mark on the target, naming the child (the
+// intent) and the child cgroups frozen in place so far.
+func (f *Frozen) writeTargetMark(root *mount.Root) error {
 	m := f.mark
 	m.Children = slices.Clone(f.children)
-	return writeMark(root, path.Join(f.Target.Path, ChildName), m)
+	return writeMark(root, f.Target.Path, m)
+}
+
+// writeChildMark writes the marks with the child cgroups frozen in place so
+// far, on the target first and then on the cgfreeze child: a dead holder's
+// recovery thaws those (from the target's mark, or from the child's when
+// that is all there is).
+func (f *Frozen) writeChildMark(root *mount.Root) error {
+	if err := f.writeTargetMark(root); err != nil {
+		return err
+	}
+	m := childMark(f.mark)
+	m.Children = slices.Clone(f.children)
+	return writeMark(root, path.Join(f.Target.Path, f.child), m)
 }
 
 func (s subtree) rollback(ctx context.Context, root *mount.Root, f *Frozen) error {
 	return s.thaw(ctx, root, f.Target.Path, f.children)
 }
 
+// thaw thaws the children frozen in place, then moves the processes of
+// every child the marks prove to be cgfreeze's back into the target,
+// removes those children and, last, the target's mark: a thaw that fails
+// half-way leaves the intent for the next try or for Recover.
 func (subtree) thaw(ctx context.Context, root *mount.Root, cgPath string, children []string) error {
-	child := path.Join(cgPath, ChildName)
+	// The target's mark names the child of a freeze made with the intent;
+	// only without one are the children's marks read.
+	o, err := owned(root, cgPath, false)
+	if err == nil && (o.mark == nil || o.mark.Child == "") {
+		o, err = owned(root, cgPath, true)
+	}
+	if err != nil {
+		return ignoreCgroupRemoved(err)
+	}
 	for _, name := range children {
 		if err := root.WriteFile(path.Join(cgPath, name, "cgroup.freeze"), "0"); ignoreCgroupRemoved(err) != nil {
 			return classify(err)
 		}
 	}
-	exists, err := root.Exists(child)
-	if err != nil {
-		return err
-	}
-	if exists {
+	for _, name := range o.children {
+		child := path.Join(cgPath, name)
 		if err := root.WriteFile(path.Join(child, "cgroup.freeze"), "0"); ignoreCgroupRemoved(err) != nil {
 			return classify(err)
 		}
@@ -201,6 +253,9 @@ func (subtree) thaw(ctx context.Context, root *mount.Root, cgPath string, childr
 		if err := waitFrozen(ctx, root, path.Join(cgPath, name), false); ignoreCgroupRemoved(err) != nil {
 			return err
 		}
+	}
+	if o.mark != nil {
+		return ignoreCgroupRemoved(root.RemoveXattr(cgPath, markXattr))
 	}
 	return nil
 }
@@ -227,7 +282,7 @@ const (
 // is left to it until it thaws). A child that vanishes is dropped.
 func (subtree) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 	t := h.f.Target
-	child := path.Join(t.Path, ChildName)
+	child := path.Join(t.Path, h.f.child)
 	if err := h.n.AddFile(root, path.Join(t.Path, "cgroup.events")); err != nil {
 		if ignoreCgroupRemoved(err) == nil {
 			return holdPolicy{}, gone(t.Path, "was removed")
@@ -258,7 +313,7 @@ func (subtree) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 	// tool's; those it froze as cgfreeze's; one created since is left to
 	// the first check, which sees it as created.
 	for _, name := range names {
-		if name == ChildName {
+		if name == h.f.child {
 			continue
 		}
 		ours := slices.Contains(h.f.children, name)
@@ -283,7 +338,7 @@ func (subtree) holdQuick(h *hold) bool {
 
 func (s subtree) holdCheck(root *mount.Root, h *hold, changed []string, full bool) error {
 	t := h.f.Target
-	child := path.Join(t.Path, ChildName)
+	child := path.Join(t.Path, h.f.child)
 	populated, _, err := readEvents(root, t.Path)
 	if err != nil {
 		if ignoreCgroupRemoved(err) == nil {
@@ -337,7 +392,7 @@ func (s subtree) holdCheck(root *mount.Root, h *hold, changed []string, full boo
 			names[name] = true
 		}
 	}
-	delete(names, ChildName)
+	delete(names, h.f.child)
 	for name := range names {
 		s.holdChild(root, h, name)
 	}
@@ -358,12 +413,12 @@ func (subtree) holdJoins(root *mount.Root, h *hold) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), holdRepairLimit)
 	defer cancel()
-	moved, err := migrate(ctx, root, t.Path, path.Join(t.Path, ChildName), "hold:half-migrated")
+	moved, err := migrate(ctx, root, t.Path, path.Join(t.Path, h.f.child), "hold:half-migrated")
 	if err != nil {
 		if ignoreCgroupRemoved(err) == nil {
 			return nil // the next check sees what was removed
 		}
-		h.violation("joined", t.Path, fmt.Errorf("processes that joined %s cannot be moved into %s: %w", t.Path, ChildName, err))
+		h.violation("joined", t.Path, fmt.Errorf("processes that joined %s cannot be moved into %s: %w", t.Path, h.f.child, err))
 		return nil
 	}
 	if moved > 0 {
@@ -418,7 +473,7 @@ func (s subtree) holdChild(root *mount.Root, h *hold, name string) {
 		f.children = append(f.children, name)
 		h.known[name] = true
 		if err := f.writeChildMark(root); err != nil {
-			h.violation("mark", path.Join(t.Path, ChildName), err)
+			h.violation("mark", path.Join(t.Path, f.child), err)
 		}
 	}
 	if err := root.WriteFile(path.Join(cg, "cgroup.freeze"), "1"); err != nil {

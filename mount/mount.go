@@ -51,6 +51,10 @@ type Options struct {
 	// already (the root of a v1 hierarchy, or of cgroup2). It is used as it
 	// is, read-only or not, instead of a mount of cgfreeze's own: for hosts
 	// where mounting is not allowed but the cgroup filesystem is visible.
+	// It must be the root of a mount whose mountinfo root is "/" as the
+	// caller's cgroup namespace sees it; anything else (a bind of a
+	// subdirectory, a directory below a mount, a mount from another cgroup
+	// namespace) is refused with ErrNotHierarchyRoot.
 	Existing string
 	// Clones are directories where the root of the hierarchy is mounted
 	// (from the caller's mountinfo), tried in turn: the first that is a
@@ -177,7 +181,9 @@ func (s Spec) String() string {
 }
 
 // openExisting opens the root of a hierarchy that is mounted already, after
-// checking that it is one of the version wanted.
+// checking that it is one of the version wanted and that it shows the root
+// of the hierarchy as the calling thread's cgroup namespace sees it
+// (checkExistingRoot): cgroup paths are relative to that root.
 func openExisting(spec Spec, dir string) (int, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -195,6 +201,10 @@ func openExisting(spec Spec, dir string) (int, error) {
 	if int64(st.Type) != want { //nolint:unconvert // Statfs_t.Type is int32 on 32-bit platforms
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s is not the root of a %s mount", dir, fsType(spec))
+	}
+	if err := checkExistingRoot(fd, dir); err != nil {
+		unix.Close(fd)
+		return -1, err
 	}
 	return fd, nil
 }
