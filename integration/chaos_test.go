@@ -50,8 +50,7 @@ import (
 // subtest, so that `-run TestChaos/node/v1` with the same seed and number of
 // runs replays the same sequence. CGFREEZE_CHAOS_RUNS is the number of runs
 // per strategy on the node (default chaosDefaultRuns), CGFREEZE_CHAOS_RUNC_RUNS
-// per version under runc (default a fifth of that: a container start costs
-// some 100 ms). The restore times (from the last signal to the target seen
+// per version under runc (default the same). The restore times (from the last signal to the target seen
 // restored from the host) are summarised per strategy and kill.
 
 const (
@@ -423,7 +422,12 @@ func (st *chaosStats) report(t *testing.T, where string, seed uint64) {
 			codes = append(codes, fmt.Sprintf("%s ×%d", c, n))
 		}
 		slices.Sort(codes)
-		r := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+		r := func(d time.Duration) string {
+			if len(ds) == 0 {
+				return "—"
+			}
+			return d.Round(100 * time.Microsecond).String()
+		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s | %s | %s | %s |\n", where, k, st.runs[k], st.failures[k], st.hits[k],
 			r(percentile(ds, 50)), r(percentile(ds, 99)), r(percentile(ds, 100)), strings.Join(codes, ", "))
 	}
@@ -547,7 +551,7 @@ func drain(r *run) {
 func TestChaos(t *testing.T) {
 	seed := chaosSeed(t)
 	runs := chaosRuns(t, chaosRunsEnv, chaosDefaultRuns)
-	runcRuns := chaosRuns(t, chaosRuncRunsEnv, max(runs/5, 1))
+	runcRuns := chaosRuns(t, chaosRuncRunsEnv, runs)
 	t.Logf("chaos seed %d, %d runs per strategy on the node, %d per version under runc; replay with %s=%d %s=%d %s=%d",
 		seed, runs, runcRuns, chaosSeedEnv, seed, chaosRunsEnv, runs, chaosRuncRunsEnv, runcRuns)
 	t.Run("node", func(t *testing.T) {
@@ -570,12 +574,38 @@ func chaosNode(t *testing.T, k kind, seed uint64, runs int) {
 	if k == kindV1 {
 		s.version = 1
 	}
+	s.loop(t, chaosPlace{
+		where: "node " + string(k),
+		start: func() *run { return tg.start("") },
+		thaw:  func() *run { return tg.start("thaw") },
+		// Nothing kills the holder but the test.
+		bothDie: func(k chaosKill) bool { return k == killBoth },
+	}, seed, runs)
+	h.requireProgress("after the chaos", tg.w)
+	h.checkLeftovers()
+}
+
+// chaosPlace is where cgfreeze runs.
+type chaosPlace struct {
+	where string
+	start func() *run // a freeze
+	thaw  func() *run // `cgfreeze thaw` with the same targeting
+	// bothDie tells whether a kill ends both supervisor and holder, the
+	// case where `cgfreeze thaw` must restore the target.
+	bothDie func(chaosKill) bool
+	// check, if set, checks more once all is restored.
+	check func(r *run) string
+}
+
+// loop runs the plans drawn for this subtest at place p and reports.
+func (s *chaosSubject) loop(t *testing.T, p chaosPlace, seed uint64, runs int) {
+	h := s.h
 	stats := newChaosStats()
 	plans := chaosPlans(chaosRand(seed, t.Name()), runs)
 	start := time.Now()
 	for i, plan := range plans {
 		b := s.before()
-		r := tg.start("")
+		r := p.start()
 		cr, err := s.strike(plan, r, b)
 		wrong := ""
 		if err != nil {
@@ -583,12 +613,19 @@ func chaosNode(t *testing.T, k kind, seed uint64, runs int) {
 		}
 		var thaw *run
 		deadline := cr.killed.Add(chaosDeadline)
-		if wrong == "" && plan.kill == killBoth {
+		if wrong == "" && p.bothDie(plan.kill) {
 			// Nothing of cgfreeze is left to restore the target:
 			// `cgfreeze thaw` must.
-			wrong = waitNoCgfreeze(deadline)
+			select {
+			case <-r.exited:
+			case <-time.After(time.Until(deadline)):
+				wrong = "the started process " + strconv.Itoa(r.cmd.Process.Pid) + " does not exit"
+			}
 			if wrong == "" {
-				thaw = tg.start("thaw")
+				wrong = waitNoCgfreeze(deadline)
+			}
+			if wrong == "" {
+				thaw = p.thaw()
 				wrong = chaosThaw(thaw)
 				deadline = time.Now().Add(chaosDeadline)
 			}
@@ -614,13 +651,14 @@ func chaosNode(t *testing.T, k kind, seed uint64, runs int) {
 				wrong = "the started process " + strconv.Itoa(r.cmd.Process.Pid) + " does not exit"
 			}
 		}
+		if wrong == "" && p.check != nil {
+			wrong = p.check(r)
+		}
 		stats.record(t, i, cr, restoredAt, wrong, thaw, seed, s, b)
 		h.runs = h.runs[:0] // ended (or killed by forceRestore)
 	}
 	t.Logf("%d runs in %v", runs, time.Since(start).Round(time.Millisecond))
-	stats.report(t, "node "+string(k), seed)
-	h.requireProgress("after the chaos", tg.w)
-	h.checkLeftovers()
+	stats.report(t, p.where, seed)
 }
 
 // progressQuick is how long the counters have at least to move once the
@@ -690,8 +728,62 @@ func (st *chaosStats) record(t *testing.T, i int, cr *chaosRun, restoredAt time.
 	<-cr.r.exitedWithin(cleanupDeadline)
 }
 
-// chaosRunc runs the chaos with cgfreeze as an ephemeral container under
-// runc.
+// chaosRunc runs the chaos with cgfreeze as the image's entrypoint in an
+// emulated ephemeral container under runc, targeting a container whose
+// workload forks and has counting processes in child cgroups c1, c2 and
+// c1/g1 of the container's cgroup. The supervisor is the agent container's
+// first process: its death ends the container, the holder with it.
 func chaosRunc(t *testing.T, version int, seed uint64, runs int) {
-	t.Skip("TODO")
+	h := newHarness(t)
+	rt := h.newRuntime(version)
+	app := rt.startContainer(containerOpts{name: "app", mode: "fork"})
+	for i, name := range []string{"c1", "c2", "c1/g1"} {
+		counter := fmt.Sprintf("sub%d", i)
+		rt.execCounter(app, counter)
+		pids, err := app.cg.procs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := false
+		for _, pid := range pids {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if strings.Contains(string(b), "\x00count\x00/out/"+counter+"\x00") {
+				child := h.child(app.cg, name)
+				if err := child.write("cgroup.procs", strconv.Itoa(pid)); err != nil {
+					t.Fatalf("move the counter %s (%d) into %s: %v", counter, pid, child, err)
+				}
+				moved = true
+				break
+			}
+		}
+		if !moved {
+			t.Fatalf("the counter %s is not in %s: %v", counter, app.cg, pids)
+		}
+	}
+	h.requireProgress("the nested counters", app.w)
+	s := &chaosSubject{h: h, version: version, cg: app.cg, w: app.w, main: app.pid}
+	var agent string
+	s.loop(t, chaosPlace{
+		where: fmt.Sprintf("runc v%d", version),
+		start: func() *run {
+			var r *run
+			r, agent = rt.startAgent(app, "-o", "json")
+			return r
+		},
+		thaw: func() *run {
+			r, _ := rt.startAgent(app, "thaw", "-o", "json")
+			return r
+		},
+		// The runtime kills the rest of the agent container when the
+		// supervisor dies.
+		bothDie: func(k chaosKill) bool { return k != killHolder },
+		check: func(*run) string {
+			if out, err := rt.runc("state", agent); err == nil {
+				return "the agent container is still there: " + out
+			}
+			return ""
+		},
+	}, seed, runs)
+	h.requireProgress("after the chaos", app.w)
+	h.checkLeftovers()
 }
