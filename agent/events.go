@@ -62,10 +62,11 @@ func NewWriter(out io.Writer, asJSON bool) *Writer {
 	return w
 }
 
-// Emit queues an event. It never blocks: when the queue is full the event
-// is dropped and counted; after Close or once output is gone, it is
-// dropped.
+// Emit stamps an event with the time and the schema version and queues
+// it. It never blocks: when the queue is full the event is dropped and
+// counted; after Close or once output is gone, it is dropped.
 func (w *Writer) Emit(e contract.Event) {
+	stamp(&e, time.Now())
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -128,7 +129,9 @@ func (w *Writer) loop() {
 	}
 	report := func() {
 		if n := int(w.dropped.Swap(0)); n > 0 {
-			write(contract.Event{Event: contract.EventOutputOverflow, Count: &n})
+			e := contract.Event{Event: contract.EventOutputOverflow, Count: &n}
+			stamp(&e, time.Now())
+			write(e)
 		}
 	}
 	for e := range w.queue {
@@ -138,6 +141,15 @@ func (w *Writer) loop() {
 		}
 	}
 	report()
+}
+
+func stamp(e *contract.Event, now time.Time) {
+	if e.Time == "" {
+		e.Time = now.UTC().Format(contract.TimeFormat)
+	}
+	if e.Schema == 0 {
+		e.Schema = contract.Schema
+	}
 }
 
 func (w *Writer) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
@@ -175,7 +187,7 @@ func (w *Writer) watchClosed(fd int) {
 
 // Format returns an event as the line written on stdout: JSON, or text
 // ("event key=value ..." with the keys sorted, and a value that holds a
-// space, a quote, "=" or a backslash Go-quoted). Error events are not
+// space, a quote, "=" or a backslash Go-quoted; no schema). Error events are not
 // written in text mode: a person reads the log on stderr, which says it
 // once.
 func Format(e contract.Event, asJSON bool) []byte {
@@ -202,6 +214,7 @@ func Format(e contract.Event, asJSON bool) []byte {
 			add(k, strconv.FormatFloat(f, 'f', -1, 64))
 		}
 	}
+	add("time", e.Time)
 	num("pid", e.PID)
 	add("cgroup", e.Cgroup)
 	add("container_id", e.ContainerID)
