@@ -40,7 +40,14 @@ type Writer struct {
 	closed bool
 	queue  chan contract.Event
 
-	dropped  atomic.Int64 // events dropped since the last report
+	dropped atomic.Int64 // events dropped since the last report
+	// queued counts the events queued (under mu); handled those the
+	// writing goroutine is done with (written, or dropped at a broken
+	// output); progress is closed and replaced at each, for Flush.
+	queued   int64
+	handled  int64
+	progMu   sync.Mutex
+	progress chan struct{}
 	goneOnce sync.Once
 	gone     chan struct{}
 	finished chan struct{} // the writing goroutine has ended
@@ -52,7 +59,7 @@ type Writer struct {
 // goroutine also watches for its reader to go away.
 func NewWriter(out io.Writer, asJSON bool) *Writer {
 	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
-		gone: make(chan struct{}), finished: make(chan struct{})}
+		gone: make(chan struct{}), finished: make(chan struct{}), progress: make(chan struct{})}
 	go w.loop()
 	if f, ok := out.(*os.File); ok {
 		if fd, ok := watchable(f); ok {
@@ -74,8 +81,40 @@ func (w *Writer) Emit(e contract.Event) {
 	}
 	select {
 	case w.queue <- e:
+		w.queued++
 	default:
 		w.dropped.Add(1)
+	}
+}
+
+// Flush waits until the events queued so far are written, or until done
+// is closed or limit passes, whichever comes first; it reports whether they
+// were written. A holder flushes the frozen event before it goes on, so
+// that a caller sees "frozen" before anything else happens, as long as
+// stdout moves; a blocked stdout costs the hold at most limit, and an end
+// of the hold (done) none.
+func (w *Writer) Flush(done <-chan struct{}, limit time.Duration) bool {
+	w.mu.Lock()
+	target := w.queued
+	w.mu.Unlock()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		w.progMu.Lock()
+		handled, progress := w.handled, w.progress
+		w.progMu.Unlock()
+		if handled >= target {
+			return true
+		}
+		select {
+		case <-progress:
+		case <-w.finished:
+			return false
+		case <-done:
+			return false
+		case <-t.C:
+			return false
+		}
 	}
 }
 
@@ -136,6 +175,11 @@ func (w *Writer) loop() {
 	}
 	for e := range w.queue {
 		write(e)
+		w.progMu.Lock()
+		w.handled++
+		close(w.progress)
+		w.progress = make(chan struct{})
+		w.progMu.Unlock()
 		if len(w.queue) == 0 {
 			report()
 		}
