@@ -669,23 +669,24 @@ const progressQuick = 500 * time.Millisecond
 // event, recovered or nothing_to_thaw, and exit 0.
 func chaosThaw(r *run) string {
 	var events []string
+	ok := true
 	for {
-		e, ok, timedOut := r.next(eventDeadline)
+		e, more, timedOut := r.next(eventDeadline)
 		if timedOut {
 			return "cgfreeze thaw: no exit after " + eventDeadline.String()
 		}
-		if !ok {
+		if !more {
 			break
 		}
 		events = append(events, e.raw)
+		ok = ok && e.bad == "" && (e.Event == "recovered" || e.Event == "nothing_to_thaw")
 	}
 	select {
 	case <-r.exited:
 	case <-time.After(exitDeadline):
 		return "cgfreeze thaw does not exit"
 	}
-	ok := len(events) == 1 && (strings.Contains(events[0], `"event":"recovered"`) || strings.Contains(events[0], `"event":"nothing_to_thaw"`))
-	if code := r.cmd.ProcessState.ExitCode(); code != 0 || !ok {
+	if code := r.cmd.ProcessState.ExitCode(); code != 0 || !ok || len(events) != 1 {
 		errb, _ := os.ReadFile(r.stderr)
 		return fmt.Sprintf("cgfreeze thaw after both died: %s, events %q, want one recovered or nothing_to_thaw and exit 0; stderr %s",
 			exitOf(r), events, tail(string(errb), 2000))
