@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cgfreeze/cgfreeze/internal/cgtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,23 +36,15 @@ type mountEntry struct {
 }
 
 func readMountinfo() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	entries, err := cgtest.ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(a) < 6 || len(b) < 3 {
-			return nil, fmt.Errorf("/proc/self/mountinfo: malformed line %q", sc.Text())
-		}
-		out = append(out, mountEntry{root: a[3], mountPoint: a[4], fsType: b[0], superOptions: strings.Split(b[2], ",")})
+	out := make([]mountEntry, len(entries))
+	for i, e := range entries {
+		out[i] = mountEntry{root: e.Root, mountPoint: e.MountPoint, fsType: e.FSType, superOptions: e.SuperOptions}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 func discoverHost() (*host, error) {
@@ -118,62 +110,13 @@ func (h *host) runDirs(id string) []string {
 }
 
 // cg2Options returns the cgroup2 hierarchy's superblock options.
-func (h *host) cg2Options() ([]string, error) {
-	mounts, err := readMountinfo()
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range mounts {
-		if m.fsType == "cgroup2" && m.mountPoint == h.cg2 {
-			return m.superOptions, nil
-		}
-	}
-	return nil, fmt.Errorf("no cgroup2 mount at %s", h.cg2)
-}
+func (h *host) cg2Options() ([]string, error) { return cgtest.Cg2Options(h.cg2) }
 
-func sameOptions(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
-}
+func sameOptions(a, b []string) bool { return cgtest.SameOptions(a, b) }
 
-// setCg2Options applies superblock options to the whole cgroup2 hierarchy:
-// a cgroup2 mount made from the initial cgroup namespace applies its options
-// to the hierarchy, for the whole machine. The mount is a detached one
-// (fsopen), attached nowhere, gone with its descriptor.
-func (h *host) setCg2Options(opts []string) error {
-	fd, err := unix.Fsopen("cgroup2", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen cgroup2: %w", err)
-	}
-	defer unix.Close(fd)
-	for _, o := range opts {
-		switch o {
-		case "rw", "ro", "seclabel", "":
-			continue
-		}
-		if k, v, ok := strings.Cut(o, "="); ok {
-			err = unix.FsconfigSetString(fd, k, v)
-		} else {
-			err = unix.FsconfigSetFlag(fd, o)
-		}
-		if err != nil {
-			return fmt.Errorf("fsconfig cgroup2 %q: %w", o, err)
-		}
-	}
-	if err := unix.FsconfigCreate(fd); err != nil {
-		return fmt.Errorf("fsconfig create cgroup2 (options %q): %w", opts, err)
-	}
-	now, err := h.cg2Options()
-	if err != nil {
-		return err
-	}
-	if !sameOptions(now, opts) {
-		return fmt.Errorf("the cgroup2 options read %q after setting %q", strings.Join(now, ","), strings.Join(opts, ","))
-	}
-	return nil
-}
+// setCg2Options applies superblock options to the whole cgroup2 hierarchy,
+// for the whole machine (cgtest.SetCg2Options).
+func (h *host) setCg2Options(opts []string) error { return cgtest.SetCg2Options(h.cg2, opts) }
 
 // removeRunCgroups thaws, empties and removes every cgroup of the run id,
 // in every hierarchy: only cgroups below <hierarchy>/<id>, which this run
@@ -315,25 +258,7 @@ func parsePIDs(b []byte) ([]int, error) {
 
 // procCgroup returns pid's cgroup in the v1 freezer hierarchy (version 1)
 // or in cgroup2 (version 2), as the initial cgroup namespace sees it.
-func procCgroup(pid, version int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if version == 2 && parts[0] == "0" && parts[1] == "" {
-			return parts[2], nil
-		}
-		if version == 1 && slices.Contains(strings.Split(parts[1], ","), "freezer") {
-			return parts[2], nil
-		}
-	}
-	return "", fmt.Errorf("/proc/%d/cgroup has no v%d freezer line", pid, version)
-}
+func procCgroup(pid, version int) (string, error) { return cgtest.ProcCgroup(pid, version) }
 
 // children lists the children of pid (every thread's).
 func children(pid int) []int {

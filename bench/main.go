@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/internal/cgtest"
 )
 
 // innerEnv carries the run's ID from the outer process to the inner one,
@@ -151,6 +153,15 @@ func outer() int {
 		logf("%v", err)
 		return 1
 	}
+	// runc enables every available controller in the cgroup2 root's
+	// cgroup.subtree_control on its way down to a container's cgroup, and
+	// nothing disables them after: the bench puts back what was there, as
+	// the integration suite's TestMain does.
+	subtreeBefore, err := cgtest.SubtreeControl(h.cg2)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	id := "cgfreeze-bench-" + hex.EncodeToString(rnd[:])
@@ -210,6 +221,14 @@ wait:
 			logf("%v", err)
 		}
 		code = 1
+	}
+	// After the run's cgroups are gone: a controller that a cgroup below
+	// still uses cannot be disabled.
+	if added, err := cgtest.RestoreSubtreeControl(h.cg2, subtreeBefore); err != nil {
+		logf("%s/cgroup.subtree_control: %q were enabled during the run and cannot all be disabled: %v", h.cg2, added, err)
+		code = 1
+	} else if len(added) > 0 {
+		logf("%s/cgroup.subtree_control: disabled %q, which runc enabled during the run", h.cg2, added)
 	}
 	return code
 }

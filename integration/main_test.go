@@ -20,7 +20,6 @@
 package integration
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -32,7 +31,7 @@ import (
 
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/cgfreeze/cgfreeze/internal/cgtest"
 )
 
 // Set up by TestMain.
@@ -175,49 +174,15 @@ type mountEntry struct {
 }
 
 func readMountinfo(file string) ([]mountEntry, error) {
-	f, err := os.Open(file)
+	entries, err := cgtest.ReadMountinfo(file)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = f.Close() }()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			return nil, fmt.Errorf("%s: malformed line %q", file, line)
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 6 || len(b) < 3 {
-			return nil, fmt.Errorf("%s: malformed line %q", file, line)
-		}
-		out = append(out, mountEntry{
-			root: unescapeMount(a[3]), mountPoint: unescapeMount(a[4]),
-			fsType: b[0], source: b[1], superOptions: strings.Split(b[2], ","), line: line,
-		})
+	out := make([]mountEntry, len(entries))
+	for i, e := range entries {
+		out[i] = mountEntry{root: e.Root, mountPoint: e.MountPoint, fsType: e.FSType, source: e.Source, superOptions: e.SuperOptions, line: e.Line}
 	}
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // discoverHost finds the cgroup2 mount and the v1 freezer mount.
@@ -279,63 +244,13 @@ func discoverHost() error {
 
 // cg2SuperOptions returns the cgroup2 hierarchy's superblock options now,
 // as the mount at cg2Mount shows them.
-func cg2SuperOptions() ([]string, error) {
-	mounts, err := readMountinfo("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	for _, me := range mounts {
-		if me.fsType == "cgroup2" && me.mountPoint == cg2Mount {
-			return me.superOptions, nil
-		}
-	}
-	return nil, fmt.Errorf("no cgroup2 mount at %s in /proc/self/mountinfo", cg2Mount)
-}
+func cg2SuperOptions() ([]string, error) { return cgtest.Cg2Options(cg2Mount) }
 
-func sameOptions(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
-}
+func sameOptions(a, b []string) bool { return cgtest.SameOptions(a, b) }
 
-// setCg2Options applies superblock options to the whole cgroup2 hierarchy.
-// A cgroup2 mount made from the initial cgroup namespace applies its options
-// to the hierarchy (it clears nsdelegate when it lacks it, and the other way
-// around). The mount here is a detached one (fsopen): it is never attached
-// anywhere and goes away with the descriptor.
-func setCg2Options(opts []string) error {
-	fd, err := unix.Fsopen("cgroup2", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen cgroup2: %w", err)
-	}
-	defer func() { _ = unix.Close(fd) }()
-	for _, o := range opts {
-		switch o {
-		case "rw", "ro", "seclabel", "":
-			continue
-		}
-		if k, v, ok := strings.Cut(o, "="); ok {
-			err = unix.FsconfigSetString(fd, k, v)
-		} else {
-			err = unix.FsconfigSetFlag(fd, o)
-		}
-		if err != nil {
-			return fmt.Errorf("fsconfig cgroup2 %q: %w", o, err)
-		}
-	}
-	if err := unix.FsconfigCreate(fd); err != nil {
-		return fmt.Errorf("fsconfig create cgroup2 (options %q): %w", opts, err)
-	}
-	now, err := cg2SuperOptions()
-	if err != nil {
-		return err
-	}
-	if !sameOptions(now, opts) {
-		return fmt.Errorf("the cgroup2 options read %q after setting %q", strings.Join(now, ","), strings.Join(opts, ","))
-	}
-	return nil
-}
+// setCg2Options applies superblock options to the whole cgroup2 hierarchy
+// (cgtest.SetCg2Options).
+func setCg2Options(opts []string) error { return cgtest.SetCg2Options(cg2Mount, opts) }
 
 // enableNsdelegate switches nsdelegate on for the cgroup2 hierarchy for the
 // rest of the test, as systemd hosts have it, and restores the options
@@ -382,27 +297,12 @@ func warnStale() {
 // it had to.
 func restoreRootSubtree() error {
 	file := filepath.Join(cg2Mount, "cgroup.subtree_control")
-	b, err := os.ReadFile(file)
+	added, err := cgtest.RestoreSubtreeControl(cg2Mount, cg2RootSubtree)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s had %q enabled at the end, not there before the suite, and they cannot all be disabled: %w", file, added, err)
 	}
-	var added []string
-	for _, ctrl := range strings.Fields(string(b)) {
-		if !slices.Contains(cg2RootSubtree, ctrl) {
-			added = append(added, ctrl)
-		}
+	if len(added) > 0 {
+		return fmt.Errorf("%s had %q enabled at the end, not there before the suite (disabled now)", file, added)
 	}
-	if len(added) == 0 {
-		return nil
-	}
-	var errs []error
-	for _, ctrl := range added {
-		if err := os.WriteFile(file, []byte("-"+ctrl), 0); err != nil {
-			errs = append(errs, fmt.Errorf("disable %s: %w", ctrl, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s had %q enabled at the end, not there before the suite, and they cannot be disabled: %w", file, added, err)
-	}
-	return fmt.Errorf("%s had %q enabled at the end, not there before the suite (disabled now)", file, added)
+	return nil
 }

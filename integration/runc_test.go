@@ -238,6 +238,9 @@ type containerOpts struct {
 	name string // for messages and the counter directory
 	// pause makes an infrastructure container: it sleeps, counts nothing.
 	pause bool
+	// mode is the workload's mode (workloadScript): "count" (default) or
+	// "fork".
+	mode string
 	// pod, when set, is the pause container whose PID, network and IPC
 	// namespaces this one joins (a pod with shareProcessNamespace: true).
 	pod *container
@@ -297,7 +300,11 @@ func (rt *ociRuntime) startContainer(o containerOpts) *container {
 	if err := os.WriteFile(filepath.Join(w.dir, "w.sh"), []byte(workloadScript), 0o644); err != nil {
 		h.t.Fatal(err)
 	}
-	args := []string{"/bin/busybox", "sh", "/out/w.sh", "main", "/out", "count"}
+	mode := o.mode
+	if mode == "" {
+		mode = "count"
+	}
+	args := []string{"/bin/busybox", "sh", "/out/w.sh", "main", "/out", mode}
 	if o.pause {
 		args = []string{"/bin/busybox", "sleep", "1000000"}
 	} else {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/internal/cgtest"
 )
 
 // workloadScript is run by busybox sh. `main DIR MODE [NAME=PROCS]...`
@@ -315,25 +317,7 @@ func mapsEqual(a, b map[string][]int) bool {
 
 // procCgroup returns the path of pid's cgroup in the v1 freezer hierarchy
 // (version 1) or in cgroup2 (version 2), as this namespace sees it.
-func procCgroup(pid, version int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if version == 2 && parts[0] == "0" && parts[1] == "" {
-			return parts[2], nil
-		}
-		if version == 1 && slices.Contains(strings.Split(parts[1], ","), "freezer") {
-			return parts[2], nil
-		}
-	}
-	return "", fmt.Errorf("/proc/%d/cgroup has no v%d freezer line: %q", pid, version, b)
-}
+func procCgroup(pid, version int) (string, error) { return cgtest.ProcCgroup(pid, version) }
 
 // startTime returns field 22 of /proc/PID/stat, to tell a process from a
 // later one with the same PID.

@@ -1,0 +1,213 @@
+// Package cgtest is test support shared by the integration suite
+// (integration/) and the benchmark (bench/): what both read from, and
+// restore on, this machine's cgroup hierarchies. It is not part of
+// cgfreeze: the freezer package has its own, hardened readers.
+//
+// Both programs change machine-wide cgroup2 settings (the superblock
+// options, nsdelegate; runc enables controllers in the root's
+// cgroup.subtree_control) and must put them back; these are the helpers
+// they do it with.
+package cgtest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// MountEntry is one line of /proc/PID/mountinfo.
+type MountEntry struct {
+	Root, MountPoint, FSType, Source string
+	SuperOptions                     []string
+	Line                             string
+}
+
+// ReadMountinfo reads a mountinfo file (/proc/self/mountinfo).
+func ReadMountinfo(file string) ([]MountEntry, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseMountinfo(f, file)
+}
+
+// ParseMountinfo parses mountinfo lines from r; name is for errors.
+func ParseMountinfo(r io.Reader, name string) ([]MountEntry, error) {
+	var out []MountEntry
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		pre, post, ok := strings.Cut(line, " - ")
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(a) < 6 || len(b) < 3 {
+			return nil, fmt.Errorf("%s: malformed line %q", name, line)
+		}
+		out = append(out, MountEntry{
+			Root: UnescapeMount(a[3]), MountPoint: UnescapeMount(a[4]),
+			FSType: b[0], Source: b[1], SuperOptions: strings.Split(b[2], ","), Line: line,
+		})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
+}
+
+// UnescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func UnescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Cg2Options returns the superblock options of the cgroup2 hierarchy as
+// the cgroup2 mount at mountPoint shows them in /proc/self/mountinfo.
+func Cg2Options(mountPoint string) ([]string, error) {
+	mounts, err := ReadMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	for _, me := range mounts {
+		if me.FSType == "cgroup2" && me.MountPoint == mountPoint {
+			return me.SuperOptions, nil
+		}
+	}
+	return nil, fmt.Errorf("no cgroup2 mount at %s in /proc/self/mountinfo", mountPoint)
+}
+
+// SameOptions tells whether a and b hold the same options, in any order.
+func SameOptions(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// SetCg2Options applies superblock options to the whole cgroup2 hierarchy,
+// for the whole machine, and checks them on the mount at mountPoint. A
+// cgroup2 mount made from the initial cgroup namespace applies its options
+// to the hierarchy (it clears nsdelegate when it lacks it, and the other
+// way around). The mount made here is a detached one (fsopen): it is
+// attached nowhere and goes away with its descriptor.
+func SetCg2Options(mountPoint string, opts []string) error {
+	fd, err := unix.Fsopen("cgroup2", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen cgroup2: %w", err)
+	}
+	defer unix.Close(fd)
+	for _, o := range opts {
+		switch o {
+		case "rw", "ro", "seclabel", "":
+			continue
+		}
+		if k, v, ok := strings.Cut(o, "="); ok {
+			err = unix.FsconfigSetString(fd, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fd, o)
+		}
+		if err != nil {
+			return fmt.Errorf("fsconfig cgroup2 %q: %w", o, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("fsconfig create cgroup2 (options %q): %w", opts, err)
+	}
+	now, err := Cg2Options(mountPoint)
+	if err != nil {
+		return err
+	}
+	if !SameOptions(now, opts) {
+		return fmt.Errorf("the cgroup2 options read %q after setting %q", strings.Join(now, ","), strings.Join(opts, ","))
+	}
+	return nil
+}
+
+// ProcCgroup returns pid's cgroup in the v1 freezer hierarchy (version 1)
+// or in cgroup2 (version 2), as this process's cgroup namespace sees it.
+func ProcCgroup(pid, version int) (string, error) {
+	file := fmt.Sprintf("/proc/%d/cgroup", pid)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return ParseProcCgroup(b, version, file)
+}
+
+// ParseProcCgroup returns the cgroup of the v1 freezer hierarchy (version
+// 1) or of cgroup2 (version 2) from the content of a /proc/PID/cgroup
+// file; name is for errors.
+func ParseProcCgroup(b []byte, version int, name string) (string, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if version == 2 && parts[0] == "0" && parts[1] == "" {
+			return parts[2], nil
+		}
+		if version == 1 && slices.Contains(strings.Split(parts[1], ","), "freezer") {
+			return parts[2], nil
+		}
+	}
+	return "", fmt.Errorf("%s has no v%d freezer line: %q", name, version, b)
+}
+
+// SubtreeControl returns the controllers enabled in the cgroup.subtree_control
+// of the cgroup2 cgroup dir (the root: the hierarchy's mount point).
+func SubtreeControl(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+// RestoreSubtreeControl disables the controllers of dir's
+// cgroup.subtree_control that were not in before, and returns them. runc
+// enables every available controller on its way down to a container's
+// cgroup, the root's included, and its cleanup does not disable them: a
+// controller left on in the root (hugetlb, misc...) stays on for the whole
+// machine. A controller that cannot be disabled (a cgroup below still
+// uses it) is an error; the others are disabled all the same.
+func RestoreSubtreeControl(dir string, before []string) ([]string, error) {
+	now, err := SubtreeControl(dir)
+	if err != nil {
+		return nil, err
+	}
+	var added []string
+	for _, ctrl := range now {
+		if !slices.Contains(before, ctrl) {
+			added = append(added, ctrl)
+		}
+	}
+	file := filepath.Join(dir, "cgroup.subtree_control")
+	var errs []error
+	for _, ctrl := range added {
+		if err := os.WriteFile(file, []byte("-"+ctrl), 0); err != nil {
+			errs = append(errs, fmt.Errorf("disable %s in %s: %w", ctrl, file, err))
+		}
+	}
+	return added, errors.Join(errs...)
+}
