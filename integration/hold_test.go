@@ -246,7 +246,11 @@ func TestHoldEnds(t *testing.T) {
 						t.Fatal(err)
 					}
 				case tt.s == freezer.StrategySubtree:
-					if err := tg.cg.sub("cgfreeze").write("cgroup.freeze", "0"); err != nil {
+					child := tg.cg.ownChild()
+					if child == nil {
+						t.Fatalf("no cgfreeze child under %s", tg.cg)
+					}
+					if err := child.write("cgroup.freeze", "0"); err != nil {
 						t.Fatal(err)
 					}
 				default:
@@ -335,7 +339,10 @@ func TestHoldSubtreeRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := tg.freezeHold(freezer.StrategySubtree)
-	child := tg.cg.sub("cgfreeze")
+	child := tg.cg.ownChild()
+	if child == nil {
+		t.Fatalf("no cgfreeze child under %s", tg.cg)
+	}
 
 	// kubectl exec: a process joins the target's own cgroup.
 	joined := h.joinWorkload(tg.cg)
