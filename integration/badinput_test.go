@@ -90,28 +90,45 @@ func (tg *target) waitEmpty(what string) {
 }
 
 // TestTargetExitsWhileFrozen: the target's processes are killed while
-// frozen (v2 lets a fatal signal through a freeze; v1 delivers it at the
-// thaw). The hold still ends cleanly: thawed, exit 0, nothing left.
+// frozen. v2 lets a fatal signal through a freeze: the cgroup empties and
+// the hold ends by itself (ended, reason target_gone, exit 13). v1 delivers
+// it only at the thaw: the hold goes on until SIGTERM, then thawed, exit 0.
+// Nothing is left either way.
 func TestTargetExitsWhileFrozen(t *testing.T) {
-	for _, k := range []kind{kindV1, kindDirect} {
+	for _, k := range []kind{kindV1, kindDirect, kindSubtree} {
 		t.Run(string(k), func(t *testing.T) {
 			h := newHarness(t)
 			tg := h.newTarget(k, targetOpts{nested: true})
 			r := tg.start("")
 			r.waitEvent("frozen")
 			tg.killTarget()
-			if k != kindV1 {
-				tg.waitEmpty("killed while frozen")
+			if k == kindV1 {
+				r.signal(syscall.SIGTERM)
+				e := r.waitEvent("thawed")
+				tg.requireBase(e)
+				if code := r.wait(); code != 0 {
+					t.Errorf("exit code %d, want 0: %s", code, r.describe())
+				}
+			} else {
+				tg.requireTargetGone(r)
 			}
-			r.signal(syscall.SIGTERM)
-			e := r.waitEvent("thawed")
-			tg.requireBase(e)
-			if code := r.wait(); code != 0 {
-				t.Errorf("exit code %d, want 0: %s", code, r.describe())
-			}
-			tg.waitEmpty("after the thaw")
+			tg.waitEmpty("after the hold")
 			h.checkLeftovers()
 		})
+	}
+}
+
+// requireTargetGone checks that a hold whose target emptied ended by
+// itself: an ended event with reason target_gone, exit 13.
+func (tg *target) requireTargetGone(r *run) {
+	h := tg.h
+	h.t.Helper()
+	e := r.waitEvent("ended")
+	if e.Reason != "target_gone" {
+		h.t.Errorf("ended with reason %q, want target_gone: %s", e.Reason, r.describe())
+	}
+	if code := r.wait(); code != exitTargetGone {
+		h.t.Errorf("exit code %d, want %d (target gone): %s", code, exitTargetGone, r.describe())
 	}
 }
 
@@ -156,11 +173,13 @@ func TestContainerEndsWhileFrozen(t *testing.T) {
 	h.checkLeftovers()
 }
 
-// TestTargetRemovedWhileFrozen: the target's processes are killed and its
-// cgroups removed (the runtime deleted the container) while frozen. The
-// hold ends cleanly: thawed, exit 0, nothing of cgfreeze left.
+// TestTargetRemovedWhileFrozen (issue 9, case 3): the target's processes
+// are killed while frozen and its manager removes its cgroups (systemd
+// stops the unit, the kubelet restarts the container). The hold notices the
+// cgroup emptied and ends by itself (exit 13) without a signal; the removal
+// then succeeds, and nothing of cgfreeze is left.
 func TestTargetRemovedWhileFrozen(t *testing.T) {
-	for _, k := range []kind{kindDirect} {
+	for _, k := range []kind{kindDirect, kindSubtree} {
 		t.Run(string(k), func(t *testing.T) {
 			h := newHarness(t)
 			tg := h.newTarget(k, targetOpts{nested: true})
@@ -168,19 +187,18 @@ func TestTargetRemovedWhileFrozen(t *testing.T) {
 			r.waitEvent("frozen")
 			tg.killTarget()
 			tg.waitEmpty("killed while frozen")
+			tg.requireTargetGone(r)
 			all, err := tg.cg.walk()
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := len(all) - 1; i >= 0; i-- { // children first
+				if isOwnChildName(filepath.Base(all[i].dir)) {
+					t.Errorf("cgfreeze's child %s outlived the hold", all[i])
+				}
 				if err := os.Remove(all[i].dir); err != nil {
 					t.Fatalf("remove %s: %v", all[i], err)
 				}
-			}
-			r.signal(syscall.SIGTERM)
-			r.waitEvent("thawed")
-			if code := r.wait(); code != 0 {
-				t.Errorf("exit code %d, want 0: %s", code, r.describe())
 			}
 			h.checkLeftovers()
 		})

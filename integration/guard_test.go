@@ -17,6 +17,8 @@ import (
 // Exit codes of issue 9 (docs/usage.md).
 const (
 	exitOutputClosed = 15
+	// exitTargetGone: the target's cgroup emptied or was removed during the hold.
+	exitTargetGone = 13
 )
 
 // guardKinds are the strategies: v1 freezer, v2 direct, v2 subtree.
