@@ -23,7 +23,7 @@ func TestNotifierFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fs.Close()
+	defer func() { _ = fs.Close() }()
 	var n *Notifier
 	if err := fs.Do(func(r *Root) error {
 		n = r.NewNotifier()
@@ -86,7 +86,7 @@ func TestFakeRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fs.Close()
+	defer func() { _ = fs.Close() }()
 	if err := fs.Do(func(r *Root) error {
 		if err := r.Mkdir("/x"); err != nil {
 			return err
