@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/cgfreeze/cgfreeze/agent"
+	"github.com/cgfreeze/cgfreeze/contract"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cgfreeze/cgfreeze/conns"
 	"github.com/rs/zerolog"
@@ -22,7 +23,7 @@ func TestDropFlags(t *testing.T) {
 	}{
 		{nil, dropConfig{}},
 		{[]string{"--drop-connections"}, dropConfig{mode: dropOn}},
-		{[]string{"--drop-connections=required"}, dropConfig{mode: dropRequired}},
+		{[]string{"--drop-connections=required"}, dropConfig{mode: agent.DropRequired}},
 		{[]string{"--drop-connections=off"}, dropConfig{}},
 		{[]string{"--drop-connections", "--drop-remote-port", "5672,8000-8001", "--drop-direction", "outbound"},
 			dropConfig{mode: dropOn, filter: conns.Filter{RemotePorts: []conns.PortRange{{Low: 5672, High: 5672}, {Low: 8000, High: 8001}}, Direction: conns.Outbound},
@@ -64,44 +65,6 @@ func TestDropUsageErrors(t *testing.T) {
 	}
 }
 
-func TestEmitConnectionsDropped(t *testing.T) {
-	count, none := 2, 0
-	cs := []connection{
-		{Local: "127.0.0.1:8080", Remote: "127.0.0.1:41234", PID: 12, Direction: "inbound"},
-		{Local: "[::ffff:10.0.0.2]:40000", Remote: "[::ffff:10.0.0.9]:5672", PID: 13, Direction: "outbound"},
-	}
-	e := event{Event: "connections_dropped", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", ElapsedMS: 1.5, Count: &count, Connections: &cs}
-	var out bytes.Buffer
-	(&emitter{out: &out, json: true}).emit(e)
-	want := `{"event":"connections_dropped","pid":1,"cgroup":"/","version":2,"strategy":"subtree","elapsed_ms":1.5,"count":2,"connections":[` +
-		`{"local":"127.0.0.1:8080","remote":"127.0.0.1:41234","pid":12,"direction":"inbound"},` +
-		`{"local":"[::ffff:10.0.0.2]:40000","remote":"[::ffff:10.0.0.9]:5672","pid":13,"direction":"outbound"}]}` + "\n"
-	if out.String() != want {
-		t.Errorf("JSON\n  %s\nwant\n  %s", out.String(), want)
-	}
-	out.Reset()
-	(&emitter{out: &out}).emit(e)
-	want = "connections_dropped cgroup=/ connections=127.0.0.1:8080->127.0.0.1:41234/12,[::ffff:10.0.0.2]:40000->[::ffff:10.0.0.9]:5672/13 count=2 elapsed_ms=1.5 pid=1 strategy=subtree version=2\n"
-	if out.String() != want {
-		t.Errorf("text\n  %s\nwant\n  %s", out.String(), want)
-	}
-	// Nothing dropped still says so, with an empty list.
-	empty := []connection{}
-	e = event{Event: "connections_dropped", PID: 1, Count: &none, Connections: &empty, Warning: "no CAP_NET_ADMIN", Hidden: 2, Filtered: 1}
-	out.Reset()
-	(&emitter{out: &out, json: true}).emit(e)
-	want = `{"event":"connections_dropped","pid":1,"count":0,"connections":[],"filtered":1,"hidden":2,"warning":"no CAP_NET_ADMIN"}` + "\n"
-	if out.String() != want {
-		t.Errorf("JSON\n  %s\nwant\n  %s", out.String(), want)
-	}
-	out.Reset()
-	(&emitter{out: &out}).emit(e)
-	want = `connections_dropped count=0 filtered=1 hidden=2 pid=1 warning="no CAP_NET_ADMIN"` + "\n"
-	if out.String() != want {
-		t.Errorf("text\n  %s\nwant\n  %s", out.String(), want)
-	}
-}
-
 func TestExplainDrop(t *testing.T) {
 	for _, tt := range []struct {
 		err  error
@@ -119,27 +82,14 @@ func TestExplainDrop(t *testing.T) {
 
 func TestFailDropExitCode(t *testing.T) {
 	var out, logs bytes.Buffer
-	err := fmt.Errorf("%w (--drop-connections=required, 0 dropped): no CAP_NET_ADMIN", errDropFailed)
-	if code := fail(&emitter{out: &out, json: true}, zerolog.New(&logs), err); code != exitDropFailed {
-		t.Errorf("fail(%v) = %d, want %d", err, code, exitDropFailed)
+	err := fmt.Errorf("%w (the drop is required; 0 dropped): no CAP_NET_ADMIN", agent.ErrDropFailed)
+	ev := agent.NewWriter(&out, true)
+	code := fail(ev, zerolog.New(&logs), err)
+	ev.Close(time.Second)
+	if code != contract.ExitDropFailed {
+		t.Errorf("fail(%v) = %d, want %d", err, code, contract.ExitDropFailed)
 	}
 	if !strings.Contains(out.String(), "the target was thawed and runs as before") {
 		t.Errorf("error event %s: no hint", out.String())
-	}
-}
-
-// TestEventFieldsDocumented: every field an event can carry has a row in
-// the field table of docs/usage.md.
-func TestEventFieldsDocumented(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("docs", "usage.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	typ := reflect.TypeFor[event]()
-	for i := range typ.NumField() {
-		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
-		if !strings.Contains(string(doc), "\n| `"+name+"` |") {
-			t.Errorf("event field %q has no row in the field table of docs/usage.md", name)
-		}
 	}
 }

@@ -7,20 +7,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
+	"github.com/cgfreeze/cgfreeze/agent"
+	"github.com/cgfreeze/cgfreeze/contract"
 	"github.com/cgfreeze/cgfreeze/freezer"
 	"github.com/cgfreeze/cgfreeze/internal/faults"
 	"github.com/cgfreeze/cgfreeze/procs"
@@ -36,25 +34,21 @@ var earlyHolder = true
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes; docs/usage.md explains each.
+// Exit codes: contract/exitcodes.go, docs/usage.md explains each.
 const (
-	exitOK            = 0
-	exitError         = 1
-	exitUsage         = 2
-	exitNoTarget      = 3
-	exitUnsafeTarget  = 4
-	exitNotPrivileged = 5
-	exitNoFreezer     = 6
-	exitReadOnly      = 7
-	exitAlreadyFrozen = 8
-	exitFreezeFailed  = 9
-	exitThawFailed    = 10
-	exitDropFailed    = 11
-	exitHolderDied    = 12
+	exitOK       = contract.ExitOK
+	exitError    = contract.ExitError
+	exitUsage    = contract.ExitUsage
+	exitNoTarget = contract.ExitNoTarget
 )
 
 func main() {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
+	// A write to a closed stdout returns EPIPE (the event writer ends the
+	// hold on it, exit 15) instead of killing the process with SIGPIPE:
+	// with SIGPIPE notified, the Go runtime does not raise it. Nobody
+	// reads the channel, whose buffer of one drops the rest.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -145,11 +139,6 @@ type config struct {
 	cgMount   string
 	leases    []string
 	drop      dropConfig
-	// parentPidfd is the holder's descriptor of a pidfd for --lease parent.
-	parentPidfd int
-	// goFD is an early holder's descriptor of its supervisor's word
-	// (supervisor.go, startHolder).
-	goFD int
 
 	// issue 3: the target by container ID, and whether --pid was given
 	// (the default PID 1 is checked for being a workload).
@@ -171,10 +160,6 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
 		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
 		checkDrop = dropFlags(fs, &c.drop)
-	}
-	if cmd == holdCommand {
-		fs.IntVar(&c.parentPidfd, "parent-pidfd", 0, "a pidfd whose process's exit ends the hold (--lease parent)")
-		fs.IntVar(&c.goFD, "go-fd", 0, "wait for the supervisor's word on this descriptor before changing anything")
 	}
 	switch cmd {
 	case "freeze", holdCommand:
@@ -228,8 +213,8 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	if _, err := zerolog.ParseLevel(c.logLevel); err != nil {
 		bad = append(bad, fmt.Sprintf("--log-level: unknown level %q", c.logLevel))
 	}
-	if l, err := parseLeases(leases); err != nil {
-		bad = append(bad, err.Error())
+	if l, err := agent.ParseLeases(leases); err != nil {
+		bad = append(bad, "--"+err.Error())
 	} else {
 		c.leases = l
 	}
@@ -265,13 +250,19 @@ func newLogger(c config, stderr io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
+// outputFlushLimit bounds the wait for the last events to reach a stdout
+// that does not move: the target is thawed by then, and the process ends
+// anyway.
+const outputFlushLimit = 500 * time.Millisecond
+
 func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c, code, ok := parseFlags(cmd, args, stdout, stderr)
 	if !ok {
 		return code
 	}
 	log := newLogger(c, stderr)
-	ev := &emitter{out: stdout, json: c.output == "json"}
+	ev := agent.NewWriter(stdout, c.output == "json")
+	defer ev.Close(outputFlushLimit)
 
 	// Signals are caught before anything changes, so that a signal during
 	// the freeze rolls it back instead of killing cgfreeze half-way.
@@ -279,37 +270,23 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	if cmd == holdCommand {
+		return runHolder(c, ev, log, sigs, stdin)
+	}
 	// A freeze of a PID starts its holder at once, to resolve the target
 	// at the same time as the supervisor (supervisor.go, startHolder).
-	var early *holderProc
+	var early *agent.HolderProcess
 	if cmd == "freeze" && c.containerID == "" && earlyHolder && procs.Exists(c.procRoot, c.pid) {
 		faults.Disable()
 		var err error
-		if early, err = startHolder(c, stdin, stdout, stderr, true); err != nil {
+		if early, err = startHolder(c, stdin, stdout, stderr); err != nil {
 			return fail(ev, log, err)
 		}
 	}
-	target, err := freezer.Resolve(freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
-		PIDDefaulted: !c.pidSet, ContainerID: c.containerID})
-	if c.goFD > 0 {
-		// An early holder: the supervisor has the last word.
-		path, ok := awaitSupervisor(c.goFD)
-		if !ok {
-			// It could not resolve the target and says why, or it died
-			// before anything changed.
-			if err == nil {
-				_ = target.Close()
-			}
-			return exitOK
-		}
-		if err == nil && path != target.Path {
-			_ = target.Close()
-			err = fmt.Errorf("the target's cgroup changed while it was resolved: %s for the supervisor, %s for the holder; try again", path, target.Path)
-		}
-	}
+	target, err := freezer.Resolve(resolveOptions(c))
 	if err != nil {
 		if early != nil {
-			early.abort()
+			early.Abort()
 		}
 		return fail(ev, log, err)
 	}
@@ -329,33 +306,32 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		return status(ev, log, target)
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
-	case "freeze":
-		return supervise(c, ev, log, target, sigs, early, stdin, stdout, stderr)
 	}
-	return freezeAndHold(c, ev, log, target, sigs, stdin)
+	return supervise(c, ev, log, target, sigs, early, stdin, stdout, stderr)
 }
 
-func base(t *freezer.Target) event {
-	return event{PID: t.PID, Cgroup: t.Path, Version: t.Version, Strategy: string(t.Strategy), ContainerID: t.ContainerID}
+func resolveOptions(c config) freezer.Options {
+	return freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
+		PIDDefaulted: !c.pidSet, ContainerID: c.containerID}
 }
 
-func status(ev *emitter, log zerolog.Logger, t *freezer.Target) int {
+func status(ev *agent.Writer, log zerolog.Logger, t *freezer.Target) int {
 	st, err := freezer.Inspect(t)
 	if err != nil {
 		return fail(ev, log, err)
 	}
-	e := base(t)
-	e.Event, e.State, e.FrozenBy, e.Holder = "status", st.State, st.FrozenBy, st.Holder
+	e := agent.Base(t)
+	e.Event, e.State, e.FrozenBy, e.Holder = contract.EventStatus, st.State, st.FrozenBy, st.Holder
 	e.Processes, e.Held = &st.Processes, &st.Held
 	e.Namespace = "own"
 	if t.EnteredNamespace {
 		e.Namespace = "target"
 	}
-	ev.emit(e)
+	ev.Emit(e)
 	return exitOK
 }
 
-func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target) int {
+func recoverTarget(c config, ev *agent.Writer, log zerolog.Logger, t *freezer.Target) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	start := time.Now()
@@ -363,269 +339,37 @@ func recoverTarget(c config, ev *emitter, log zerolog.Logger, t *freezer.Target)
 	if err != nil {
 		return fail(ev, log, err)
 	}
-	e := base(t)
-	e.Event, e.State = "recovered", "thawed"
-	e.ElapsedMS = ms(time.Since(start))
+	e := agent.Base(t)
+	e.Event, e.State = contract.EventRecovered, "thawed"
+	e.ElapsedMS = agent.MS(time.Since(start))
 	if rec.Recovered {
 		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
 		log.Info().Int("holder", rec.Holder).Msg("undid a freeze that a cgfreeze left behind")
 	} else {
-		e.Event = "nothing_to_thaw"
+		e.Event = contract.EventNothingToThaw
 	}
-	ev.emit(e)
+	ev.Emit(e)
 	return exitOK
 }
 
-// freezeAndHold is the holder: it freezes, holds and thaws, and tells its
-// supervisor when the target is known to be thawed (supervisor.go).
-func freezeAndHold(c config, ev *emitter, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, stdin io.Reader) (code int) {
-	link, err := holderLink()
-	if err != nil {
-		return fail(ev, log, err)
-	}
-	defer func() {
-		// The supervisor stands by only when the target is known to be
-		// thawed: after a thaw, a rollback, or a refusal.
-		if code != exitThawFailed {
-			_, _ = link.Write([]byte{holderDone})
-		}
-		_ = link.Close()
-	}()
-	var parent *os.File
-	if c.parentPidfd > 0 {
-		parent = os.NewFile(uintptr(c.parentPidfd), "parent pidfd")
-	}
-	leaseEnded := startLeases(c.leases, stdin, parent)
-
-	interruptible, interrupt := context.WithCancelCause(context.Background())
-	defer interrupt(nil)
-	ctx, cancel := context.WithTimeoutCause(interruptible, c.timeout, fmt.Errorf("the freeze took longer than --timeout %v", c.timeout))
-	defer cancel()
-	stopWatch := make(chan struct{})
-	caught := make(chan os.Signal, 1) // the signal the watch consumed, if any
-	go func() {
-		select {
-		case s := <-sigs:
-			log.Warn().Str("signal", s.String()).Msg("signal during the freeze: rolling back")
-			interrupt(fmt.Errorf("interrupted by %v", s))
-			caught <- s
-		case <-stopWatch:
-		}
-		close(caught)
-	}()
-	start := time.Now()
-	frozen, err := freezer.Freeze(ctx, t)
-	close(stopWatch)
-	lateSignal, late := <-caught
-	if err != nil {
-		return fail(ev, log, err)
-	}
-	frozenAt := time.Now()
-	if rec := frozen.Recovered; rec.Recovered {
-		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
-		e := base(t)
-		e.Event, e.State, e.Reason = "recovered", "thawed", "leftover"
-		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
-		ev.emit(e)
-	}
-	e := base(t)
-	e.Event, e.Processes, e.ElapsedMS = "frozen", &frozen.Processes, ms(frozenAt.Sub(start))
-	ev.emit(e)
-	// A signal that came with the confirmation ends the hold at once:
-	// the connections are left alone then.
-	if c.drop.mode != dropOff && !late {
-		if err := dropConnections(c, ev, log, t); err != nil {
-			return thawAfterDropFailure(c, ev, log, frozen, err)
-		}
-	}
-	if err := faults.Point("hold"); err != nil {
-		log.Warn().Err(err).Msg("fault injected while holding")
-	}
-
-	var timer <-chan time.Time
-	if c.duration > 0 {
-		tm := time.NewTimer(c.duration)
-		defer tm.Stop()
-		timer = tm.C
-	}
-	// Holding costs nothing: the goroutine sleeps until a signal or the timer.
-	e = base(t)
-	e.Event, e.Processes = "thawed", &frozen.Processes
-	if late {
-		// The signal came as the freeze was confirmed: end at once.
-		e.Reason, e.Signal = "signal", lateSignal.String()
-	} else {
-		select {
-		case s := <-sigs:
-			e.Reason, e.Signal = "signal", s.String()
-		case <-timer:
-			e.Reason = "duration"
-		case l := <-leaseEnded:
-			e.Reason = l
-		}
-	}
-	log.Debug().Str("reason", e.Reason).Msg("thawing")
-	// Further signals stay caught (sigs is still registered) and are
-	// ignored: a thaw is never cut short.
-	thawCtx, thawCancel := context.WithTimeout(context.Background(), c.timeout)
-	defer thawCancel()
-	thawStart := time.Now()
-	if err := frozen.Thaw(thawCtx); err != nil {
-		frozen.Abandon()
-		if st, serr := freezer.Inspect(t); serr == nil {
-			err = fmt.Errorf("%w; left: the target is %s with %d processes", err, st.State, st.Processes)
-		}
-		return fail(ev, log, err)
-	}
-	e.ElapsedMS, e.HeldMS = ms(time.Since(thawStart)), ms(thawStart.Sub(frozenAt))
-	ev.emit(e)
-	return exitOK
+// hints say what to do about a failure, by exit code: the library's errors
+// say what failed, the command adds the advice.
+var hints = map[int]string{
+	contract.ExitThawFailed:    "the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags",
+	contract.ExitReadOnly:      "run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)",
+	contract.ExitNotPrivileged: "run privileged: kubectl debug --profile=sysadmin, docker run --privileged, or as root on the node",
+	contract.ExitFreezeFailed:  "the freeze was rolled back; the target runs as before",
+	contract.ExitDropFailed:    "the target was thawed and runs as before",
 }
 
-func ms(d time.Duration) float64 {
-	return float64(d.Microseconds()) / 1000
-}
-
-// exitCodes maps the freezer's errors to exit codes, most specific first.
-var exitCodes = []struct {
-	err  error
-	code int
-	hint string
-}{
-	{freezer.ErrThawFailed, exitThawFailed, "the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
-	{freezer.ErrTargetNotFound, exitNoTarget, ""},
-	{freezer.ErrAmbiguousContainer, exitUsage, ""},
-	{freezer.ErrUnsafeTarget, exitUnsafeTarget, ""},
-	{freezer.ErrReadOnly, exitReadOnly, "run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)"},
-	{freezer.ErrNotPrivileged, exitNotPrivileged, "run privileged: kubectl debug --profile=sysadmin, docker run --privileged, or as root on the node"},
-	{freezer.ErrNoFreezer, exitNoFreezer, ""},
-	{freezer.ErrAlreadyFrozen, exitAlreadyFrozen, ""},
-	{freezer.ErrFreezeFailed, exitFreezeFailed, "the freeze was rolled back; the target runs as before"},
-	{errDropFailed, exitDropFailed, "the target was thawed and runs as before"},
-}
-
-func fail(ev *emitter, log zerolog.Logger, err error) int {
-	code, msg := exitError, err.Error()
-	for _, m := range exitCodes {
-		if errors.Is(err, m.err) {
-			code = m.code
-			if m.hint != "" {
-				msg += ": " + m.hint
-			}
-			break
-		}
+// fail reports an error (the log on stderr, the error event on stdout) and
+// returns its exit code.
+func fail(ev *agent.Writer, log zerolog.Logger, err error) int {
+	code, msg := agent.ExitCode(err), err.Error()
+	if h := hints[code]; h != "" {
+		msg += ": " + h
 	}
 	log.Error().Int("exit_code", code).Msg(msg)
-	ev.emit(event{Event: "error", Error: msg, ExitCode: &code})
+	ev.Emit(contract.Event{Event: contract.EventError, Error: msg, ExitCode: &code})
 	return code
-}
-
-// event is one line on stdout; docs/usage.md documents every field.
-type event struct {
-	Event     string  `json:"event"`
-	PID       int     `json:"pid,omitempty"`
-	Cgroup    string  `json:"cgroup,omitempty"`
-	Version   int     `json:"version,omitempty"`
-	Strategy  string  `json:"strategy,omitempty"`
-	Processes *int    `json:"processes,omitempty"`
-	ElapsedMS float64 `json:"elapsed_ms,omitempty"`
-	Reason    string  `json:"reason,omitempty"`
-	Signal    string  `json:"signal,omitempty"`
-	HeldMS    float64 `json:"held_ms,omitempty"`
-	State     string  `json:"state,omitempty"`
-	FrozenBy  string  `json:"frozen_by,omitempty"`
-	Holder    int     `json:"holder,omitempty"`
-	Namespace string  `json:"namespace,omitempty"`
-	Held      *bool   `json:"held,omitempty"`
-	// connections_dropped
-	Count       *int          `json:"count,omitempty"`
-	Connections *[]connection `json:"connections,omitempty"`
-	Shared      []connection  `json:"shared,omitempty"`
-	Filtered    int           `json:"filtered,omitempty"`
-	Hidden      int           `json:"hidden,omitempty"`
-	Warning     string        `json:"warning,omitempty"`
-	Error       string        `json:"error,omitempty"`
-	ExitCode    *int          `json:"exit_code,omitempty"`
-
-	ContainerID string `json:"container_id,omitempty"`
-}
-
-type emitter struct {
-	out  io.Writer
-	json bool
-}
-
-func (em *emitter) emit(e event) {
-	if em.json {
-		b, _ := json.Marshal(e)
-		fmt.Fprintf(em.out, "%s\n", b)
-		return
-	}
-	if e.Event == "error" {
-		return // a person reads the log on stderr, which says it once
-	}
-	fields := map[string]string{}
-	add := func(k, v string) {
-		if v != "" {
-			fields[k] = v
-		}
-	}
-	if e.PID != 0 {
-		add("pid", fmt.Sprint(e.PID))
-	}
-	add("cgroup", e.Cgroup)
-	add("container_id", e.ContainerID)
-	if e.Version != 0 {
-		add("version", fmt.Sprint(e.Version))
-	}
-	add("strategy", e.Strategy)
-	if e.Processes != nil {
-		add("processes", fmt.Sprint(*e.Processes))
-	}
-	if e.ElapsedMS > 0 {
-		add("elapsed_ms", strconv.FormatFloat(e.ElapsedMS, 'f', -1, 64))
-	}
-	add("reason", e.Reason)
-	add("signal", e.Signal)
-	if e.HeldMS > 0 {
-		add("held_ms", strconv.FormatFloat(e.HeldMS, 'f', -1, 64))
-	}
-	add("state", e.State)
-	add("frozen_by", e.FrozenBy)
-	if e.Holder != 0 {
-		add("holder", fmt.Sprint(e.Holder))
-	}
-	add("namespace", e.Namespace)
-	if e.Held != nil {
-		add("held", fmt.Sprint(*e.Held))
-	}
-	if e.Count != nil {
-		add("count", fmt.Sprint(*e.Count))
-	}
-	if e.Connections != nil {
-		add("connections", connectionsText(*e.Connections))
-	}
-	add("shared", connectionsText(e.Shared))
-	if e.Filtered != 0 {
-		add("filtered", fmt.Sprint(e.Filtered))
-	}
-	if e.Hidden != 0 {
-		add("hidden", fmt.Sprint(e.Hidden))
-	}
-	add("warning", e.Warning)
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString(e.Event)
-	for _, k := range keys {
-		v := fields[k]
-		if strings.ContainsAny(v, " \t\"=\\") || !utf8.ValidString(v) {
-			v = strconv.Quote(v)
-		}
-		fmt.Fprintf(&b, " %s=%s", k, v)
-	}
-	fmt.Fprintln(em.out, b.String())
 }

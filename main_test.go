@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cgfreeze/cgfreeze/agent"
+	"github.com/cgfreeze/cgfreeze/contract"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -307,28 +309,30 @@ func TestFailExitCodes(t *testing.T) {
 			"target process not found: process 4 does not exist in /proc (check --pid)"},
 		{"ambiguous container", fmt.Errorf("%w: \"ab\" matches 2 containers", freezer.ErrAmbiguousContainer), exitUsage,
 			`ambiguous container ID: "ab" matches 2 containers`},
-		{"unsafe", fmt.Errorf("%w: cgroup / holds cgfreeze itself", freezer.ErrUnsafeTarget), exitUnsafeTarget,
+		{"unsafe", fmt.Errorf("%w: cgroup / holds cgfreeze itself", freezer.ErrUnsafeTarget), contract.ExitUnsafeTarget,
 			"target refused: cgroup / holds cgfreeze itself"},
-		{"not privileged", fmt.Errorf("mount cgroup2 (): %w (operation not permitted)", freezer.ErrNotPrivileged), exitNotPrivileged,
+		{"not privileged", fmt.Errorf("mount cgroup2 (): %w (operation not permitted)", freezer.ErrNotPrivileged), contract.ExitNotPrivileged,
 			"mount cgroup2 (): not privileged (operation not permitted): run privileged: kubectl debug --profile=sysadmin, docker run --privileged, or as root on the node"},
-		{"no freezer", fmt.Errorf("%w: / has no cgroup.freeze", freezer.ErrNoFreezer), exitNoFreezer,
+		{"no freezer", fmt.Errorf("%w: / has no cgroup.freeze", freezer.ErrNoFreezer), contract.ExitNoFreezer,
 			"no cgroup freezer: / has no cgroup.freeze"},
-		{"read-only", fmt.Errorf("%w: the cgroup mount refuses writes", freezer.ErrReadOnly), exitReadOnly,
+		{"read-only", fmt.Errorf("%w: the cgroup mount refuses writes", freezer.ErrReadOnly), contract.ExitReadOnly,
 			"read-only cgroup filesystem: the cgroup mount refuses writes: run privileged so that cgfreeze can make its own mount (kubectl debug --profile=sysadmin)"},
-		{"already frozen", fmt.Errorf("%w by runc pause", freezer.ErrAlreadyFrozen), exitAlreadyFrozen,
+		{"already frozen", fmt.Errorf("%w by runc pause", freezer.ErrAlreadyFrozen), contract.ExitAlreadyFrozen,
 			"target already frozen by runc pause"},
-		{"freeze failed", fmt.Errorf("%w: timed out", freezer.ErrFreezeFailed), exitFreezeFailed,
+		{"freeze failed", fmt.Errorf("%w: timed out", freezer.ErrFreezeFailed), contract.ExitFreezeFailed,
 			"freeze did not complete: timed out: the freeze was rolled back; the target runs as before"},
-		{"thaw failed", fmt.Errorf("%w: busy", freezer.ErrThawFailed), exitThawFailed,
+		{"thaw failed", fmt.Errorf("%w: busy", freezer.ErrThawFailed), contract.ExitThawFailed,
 			"thaw did not complete: busy: the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 		// A freeze that failed and whose rollback failed too leaves the
 		// target frozen: the thaw failure decides.
-		{"rollback failed", fmt.Errorf("%w: timed out; the rollback failed too: %w", freezer.ErrFreezeFailed, freezer.ErrThawFailed), exitThawFailed,
+		{"rollback failed", fmt.Errorf("%w: timed out; the rollback failed too: %w", freezer.ErrFreezeFailed, freezer.ErrThawFailed), contract.ExitThawFailed,
 			"freeze did not complete: timed out; the rollback failed too: thaw did not complete: the target may still be frozen (a holding cgfreeze hands it to its watchdog): run `cgfreeze thaw` with the same flags"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, logs bytes.Buffer
-			code := fail(&emitter{out: &out, json: true}, zerolog.New(&logs), tt.err)
+			ev := agent.NewWriter(&out, true)
+			code := fail(ev, zerolog.New(&logs), tt.err)
+			ev.Close(time.Second)
 			if code != tt.code {
 				t.Errorf("fail(%v) = %d, want %d", tt.err, code, tt.code)
 			}
@@ -350,146 +354,6 @@ func TestFailExitCodes(t *testing.T) {
 				t.Errorf("fail(%v) logged %+v, want level error, exit_code %d, message %q", tt.err, line, tt.code, tt.msg)
 			}
 		})
-	}
-}
-
-func intp(n int) *int { return &n }
-
-func TestEmitText(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		e    event
-		want string
-	}{
-		{
-			name: "frozen",
-			e:    event{Event: "frozen", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3), ElapsedMS: 4.1},
-			want: "frozen cgroup=/ elapsed_ms=4.1 pid=1 processes=3 strategy=subtree version=2\n",
-		},
-		{
-			name: "thawed by a signal",
-			e: event{Event: "thawed", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3),
-				ElapsedMS: 2.2, Reason: "signal", Signal: "interrupt", HeldMS: 10423.7},
-			want: "thawed cgroup=/ elapsed_ms=2.2 held_ms=10423.7 pid=1 processes=3 reason=signal signal=interrupt strategy=subtree version=2\n",
-		},
-		{
-			name: "thawed after the duration",
-			e: event{Event: "thawed", PID: 42, Cgroup: "/docker/abc", Version: 1, Strategy: "freezer", Processes: intp(1),
-				ElapsedMS: 0.04, Reason: "duration", HeldMS: 60000.2},
-			want: "thawed cgroup=/docker/abc elapsed_ms=0.04 held_ms=60000.2 pid=42 processes=1 reason=duration strategy=freezer version=1\n",
-		},
-		{
-			name: "status thawed, no processes",
-			e: event{Event: "status", PID: 7, Cgroup: "/kubepods/pod1/ctr", Version: 2, Strategy: "direct", Processes: intp(0),
-				State: "thawed", Namespace: "own"},
-			want: "status cgroup=/kubepods/pod1/ctr namespace=own pid=7 processes=0 state=thawed strategy=direct version=2\n",
-		},
-		{
-			name: "status frozen by cgfreeze",
-			e: event{Event: "status", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(5),
-				State: "frozen", FrozenBy: "cgfreeze", Holder: 4242, Namespace: "target"},
-			want: "status cgroup=/ frozen_by=cgfreeze holder=4242 namespace=target pid=1 processes=5 state=frozen strategy=subtree version=2\n",
-		},
-		{
-			name: "recovered",
-			e: event{Event: "recovered", PID: 1, Cgroup: "/", Version: 1, Strategy: "freezer", State: "thawed",
-				Holder: 99, ElapsedMS: 12.345},
-			want: "recovered cgroup=/ elapsed_ms=12.345 holder=99 pid=1 state=thawed strategy=freezer version=1\n",
-		},
-		{
-			name: "nothing to thaw",
-			e:    event{Event: "nothing_to_thaw", PID: 1, Cgroup: "/", Version: 2, Strategy: "direct", State: "thawed", ElapsedMS: 0.5},
-			want: "nothing_to_thaw cgroup=/ elapsed_ms=0.5 pid=1 state=thawed strategy=direct version=2\n",
-		},
-		{
-			name: "error is not printed in text mode",
-			e:    event{Event: "error", Error: "boom", ExitCode: intp(1)},
-			want: "",
-		},
-		{
-			name: "a reason with quotes and spaces is quoted",
-			e:    event{Event: "thawed", PID: 3, Reason: `said "stop" now`},
-			want: `thawed pid=3 reason="said \"stop\" now"` + "\n",
-		},
-		{
-			name: "cgroup with a space is quoted",
-			e:    event{Event: "status", PID: 7, Cgroup: "/my pod", Version: 2, Strategy: "direct", Processes: intp(1), State: "thawed"},
-			want: `status cgroup="/my pod" pid=7 processes=1 state=thawed strategy=direct version=2` + "\n",
-		},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			(&emitter{out: &out}).emit(tt.e)
-			if out.String() != tt.want {
-				t.Errorf("emit(%+v) =\n  %q\nwant\n  %q", tt.e, out.String(), tt.want)
-			}
-		})
-	}
-}
-
-func TestEmitJSON(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		e    event
-		want string
-	}{
-		{
-			name: "frozen",
-			e:    event{Event: "frozen", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3), ElapsedMS: 4.1},
-			want: `{"event":"frozen","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"elapsed_ms":4.1}`,
-		},
-		{
-			name: "thawed",
-			e: event{Event: "thawed", PID: 1, Cgroup: "/", Version: 2, Strategy: "subtree", Processes: intp(3),
-				ElapsedMS: 2.2, Reason: "signal", Signal: "interrupt", HeldMS: 10423.7},
-			want: `{"event":"thawed","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"elapsed_ms":2.2,"reason":"signal","signal":"interrupt","held_ms":10423.7}`,
-		},
-		{
-			name: "status with zero processes keeps the count",
-			e: event{Event: "status", PID: 7, Cgroup: "/x", Version: 1, Strategy: "freezer", Processes: intp(0),
-				State: "frozen", FrozenBy: "other", Namespace: "own"},
-			want: `{"event":"status","pid":7,"cgroup":"/x","version":1,"strategy":"freezer","processes":0,"state":"frozen","frozen_by":"other","namespace":"own"}`,
-		},
-		{
-			name: "error",
-			e:    event{Event: "error", Error: `target refused: cgroup "/" <root>`, ExitCode: intp(4)},
-			want: `{"event":"error","error":"target refused: cgroup \"/\" \u003croot\u003e","exit_code":4}`,
-		},
-		{
-			name: "exit code 0 is still printed",
-			e:    event{Event: "error", Error: "x", ExitCode: intp(0)},
-			want: `{"event":"error","error":"x","exit_code":0}`,
-		},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			(&emitter{out: &out, json: true}).emit(tt.e)
-			if out.String() != tt.want+"\n" {
-				t.Errorf("emit(%+v) =\n  %s\nwant\n  %s", tt.e, out.String(), tt.want)
-			}
-		})
-	}
-}
-
-func TestMS(t *testing.T) {
-	for _, tt := range []struct {
-		d    string
-		want float64
-	}{
-		{"0s", 0},
-		{"1ms", 1},
-		{"4.1ms", 4.1},
-		{"1500us", 1.5},
-		{"999ns", 0},
-		{"10.4237s", 10423.7},
-	} {
-		d, err := time.ParseDuration(tt.d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ms(d); got != tt.want {
-			t.Errorf("ms(%s) = %v, want %v", tt.d, got, tt.want)
-		}
 	}
 }
 
@@ -522,7 +386,7 @@ func TestHolderArgsRoundTrip(t *testing.T) {
 		t.Fatalf("parseFlags(freeze) = %d: %s", code, stderr.String())
 	}
 	sup.pid = 4242 // as the supervisor resolved it
-	hargs := holderArgs(sup, true)
+	hargs := holderArgs(sup)
 	if hargs[0] != holdCommand {
 		t.Fatalf("holderArgs starts with %q, want %q", hargs[0], holdCommand)
 	}
@@ -531,7 +395,7 @@ func TestHolderArgsRoundTrip(t *testing.T) {
 		t.Fatalf("parseFlags(%q) = %d: %s", hargs, code, stderr.String())
 	}
 	want := sup
-	want.cmd, want.leases, want.parentPidfd, want.pidSet = holdCommand, []string{leaseStdin}, parentFD, true
+	want.cmd, want.leases, want.pidSet = holdCommand, []string{agent.LeaseStdin}, true
 	if !reflect.DeepEqual(hold, want) {
 		t.Errorf("the holder's config\n  %+v\nwant\n  %+v", hold, want)
 	}

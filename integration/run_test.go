@@ -35,6 +35,9 @@ type event struct {
 	Holder    int      `json:"holder"`
 	Namespace string   `json:"namespace"`
 	Held      *bool    `json:"held"`
+	// repaired, violation
+	What      string   `json:"what"`
+	LatencyMS *float64 `json:"latency_ms"`
 	// connections_dropped
 	Count       *int        `json:"count"`
 	Connections []connEntry `json:"connections"`
@@ -53,7 +56,7 @@ type event struct {
 
 // documentedFields are the fields docs/usage.md lists.
 var documentedFields = []string{"event", "pid", "container_id", "cgroup", "version", "strategy", "processes", "elapsed_ms",
-	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "error", "exit_code",
+	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "what", "latency_ms", "error", "exit_code",
 	"count", "connections", "shared", "filtered", "hidden", "warning"}
 
 // connEntry is one connection in a connections_dropped event.
@@ -65,7 +68,7 @@ type connEntry struct {
 }
 
 // numericFields are the fields that text mode prints as numbers.
-var numericFields = []string{"pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code"}
+var numericFields = []string{"pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code", "latency_ms", "count", "filtered", "hidden"}
 
 // parseTextEvent parses one line of text mode (docs/usage.md): the event's
 // name, then key=value pairs, a value Go-quoted when it holds a space, a

@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The supervisor and its holder talk over one channel: a Unix stream
+// socket pair, the holder's end inherited as descriptor ChannelFD (no
+// descriptor number is passed as a flag). Both directions use the same
+// framing: one message a line, "kind" or "kind arg", the argument written
+// as is when it is a plain token and Go-quoted otherwise (a cgroup path
+// with a space). Messages:
+//
+//	supervisor -> holder: "go <path>"  the supervisor resolved the target at path: go on
+//	                      "abort"      the supervisor gave up before anything changed
+//	                      "end <lease>" a lease the supervisor watches ended (parent)
+//	holder -> supervisor: "done <code>" the target is known to be thawed; the holder
+//	                                    ends with code
+//
+// The far end closing (EOF) is the other process's death, whatever killed
+// it, with no race: the kernel closes a dead process's descriptors, and
+// only the two processes hold the ends (every other copy is close-on-exec).
+const ChannelFD = 3
+
+// Message kinds.
+const (
+	MsgGo    = "go"
+	MsgAbort = "abort"
+	MsgEnd   = "end"
+	MsgDone  = "done"
+)
+
+// maxMessage bounds a message line: a cgroup path is at most a few KiB.
+const maxMessage = 64 << 10
+
+// Message is one message on the channel.
+type Message struct {
+	Kind string
+	Arg  string
+}
+
+func (m Message) String() string { return strings.TrimSuffix(string(m.encode()), "\n") }
+
+// encode returns m as one line.
+func (m Message) encode() []byte {
+	s := m.Kind
+	if m.Arg != "" {
+		a := m.Arg
+		if needsQuote(a) {
+			a = strconv.Quote(a)
+		}
+		s += " " + a
+	}
+	return []byte(s + "\n")
+}
+
+// needsQuote tells whether an argument must be quoted to be read back as
+// written: when it is empty or holds anything but printable non-space
+// ASCII, or starts with a quote.
+func needsQuote(s string) bool {
+	if s == "" {
+		return false
+	}
+	if s[0] == '"' {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrMalformed: a message that does not follow the framing. The channel
+// stays usable: the next line is the next message.
+var ErrMalformed = errors.New("malformed message")
+
+// parseMessage reads one line (without its newline) back.
+func parseMessage(line string) (Message, error) {
+	kind, arg, _ := strings.Cut(line, " ")
+	if kind == "" {
+		return Message{}, fmt.Errorf("%w %q: no kind", ErrMalformed, line)
+	}
+	if strings.HasPrefix(arg, `"`) {
+		a, err := strconv.Unquote(arg)
+		if err != nil {
+			return Message{}, fmt.Errorf("%w %q: %w", ErrMalformed, line, err)
+		}
+		arg = a
+	} else if needsQuote(arg) {
+		return Message{}, fmt.Errorf("%w %q: the argument must be quoted", ErrMalformed, line)
+	}
+	return Message{Kind: kind, Arg: arg}, nil
+}
+
+// Channel is one end of the supervisor-holder channel. Send may be called
+// from any goroutine; Receive from one at a time.
+type Channel struct {
+	f   *os.File
+	r   *bufio.Reader
+	wmu sync.Mutex
+}
+
+// NewChannelPair makes the channel: the supervisor's end, and the end to
+// hand to the holder (as its descriptor ChannelFD). Both are close-on-exec:
+// only the holder's start passes its end on.
+func NewChannelPair() (own, other *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair for the holder's channel: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "holder channel"), os.NewFile(uintptr(fds[1]), "supervisor channel"), nil
+}
+
+// NewChannel wraps one end of the channel.
+func NewChannel(f *os.File) *Channel {
+	return &Channel{f: f, r: bufio.NewReaderSize(f, 4096)}
+}
+
+// ErrNoChannel: the process has no inherited channel at ChannelFD.
+var ErrNoChannel = errors.New("no supervisor channel")
+
+// InheritedChannel returns the holder's end of the channel, descriptor
+// ChannelFD, after checking that it is a socket, and makes it close-on-exec.
+func InheritedChannel() (*Channel, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(ChannelFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("%w: descriptor %d is not a socket", ErrNoChannel, ChannelFD)
+	}
+	unix.CloseOnExec(ChannelFD)
+	return NewChannel(os.NewFile(ChannelFD, "supervisor channel")), nil
+}
+
+// Send writes one message.
+func (c *Channel) Send(m Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.f.Write(m.encode()); err != nil {
+		return fmt.Errorf("send %q: %w", m.String(), err)
+	}
+	return nil
+}
+
+// Receive reads the next message. An error wrapping ErrMalformed is one bad
+// line; any other error (io.EOF, or ECONNRESET when the far end died with
+// unread data) means the far end is closed: its process ended.
+func (c *Channel) Receive() (Message, error) {
+	var line []byte
+	for {
+		part, err := c.r.ReadSlice('\n')
+		line = append(line, part...)
+		if len(line) > maxMessage {
+			// The rest of the line is not read: the channel cannot be
+			// trusted to be in step any more.
+			return Message{}, fmt.Errorf("a message longer than %d bytes", maxMessage)
+		}
+		if err == nil {
+			break
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			return Message{}, fmt.Errorf("the channel closed in the middle of a message %q: %w", line, io.ErrUnexpectedEOF)
+		}
+		return Message{}, err
+	}
+	return parseMessage(string(line[:len(line)-1]))
+}
+
+// Close closes this end: the far end reads EOF.
+func (c *Channel) Close() error { return c.f.Close() }

@@ -1,0 +1,271 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cgfreeze/cgfreeze/contract"
+	"golang.org/x/sys/unix"
+)
+
+// EventQueue is how many events wait for a blocked stdout before the
+// newest are dropped (and counted in an output_overflow event). A hold
+// writes a handful of events; repairs during a long hold are what could
+// fill it.
+const EventQueue = 256
+
+// Writer writes events on its own goroutine, so that a stdout nobody reads
+// (a caller that reads only at the end, a stopped tee, a terminal paused
+// with XOFF) never blocks the hold: Emit never waits. Events wait in a
+// bounded queue; what overflows is counted and reported as an
+// output_overflow event once output moves again. A closed stdout (EPIPE on
+// a write, or the reader's end seen closed while nothing is written) closes
+// Gone: the caller is gone.
+type Writer struct {
+	out  io.Writer
+	json bool
+
+	mu     sync.Mutex // guards closed against Emit's send
+	closed bool
+	queue  chan contract.Event
+
+	dropped  atomic.Int64 // events dropped since the last report
+	goneOnce sync.Once
+	gone     chan struct{}
+	finished chan struct{} // the writing goroutine has ended
+	err      atomic.Value  // the first write error (error)
+}
+
+// NewWriter starts writing events to out: one JSON object per line with
+// asJSON, text lines otherwise. When out is a pipe or a socket, a
+// goroutine also watches for its reader to go away.
+func NewWriter(out io.Writer, asJSON bool) *Writer {
+	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
+		gone: make(chan struct{}), finished: make(chan struct{})}
+	go w.loop()
+	if f, ok := out.(*os.File); ok {
+		if fd, ok := watchable(f); ok {
+			go w.watchClosed(fd)
+		}
+	}
+	return w
+}
+
+// Emit queues an event. It never blocks: when the queue is full the event
+// is dropped and counted; after Close or once output is gone, it is
+// dropped.
+func (w *Writer) Emit(e contract.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	select {
+	case w.queue <- e:
+	default:
+		w.dropped.Add(1)
+	}
+}
+
+// Gone is closed when output is known to be closed: the caller is gone.
+func (w *Writer) Gone() <-chan struct{} { return w.gone }
+
+// Err returns the first error writing an event, or nil.
+func (w *Writer) Err() error {
+	err, _ := w.err.Load().(error)
+	return err
+}
+
+// Close stops taking events and waits up to limit for the queued ones to
+// be written. It reports whether they were; a stdout that stays blocked is
+// left behind (the process exits anyway).
+func (w *Writer) Close(limit time.Duration) bool {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-w.finished:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (w *Writer) loop() {
+	defer close(w.finished)
+	broken := false
+	write := func(e contract.Event) {
+		if broken {
+			return
+		}
+		b := Format(e, w.json)
+		if len(b) == 0 {
+			return
+		}
+		if _, err := w.out.Write(b); err != nil {
+			broken = true
+			w.err.CompareAndSwap(nil, err)
+			if errors.Is(err, syscall.EPIPE) {
+				w.markGone()
+			}
+		}
+	}
+	report := func() {
+		if n := int(w.dropped.Swap(0)); n > 0 {
+			write(contract.Event{Event: contract.EventOutputOverflow, Count: &n})
+		}
+	}
+	for e := range w.queue {
+		write(e)
+		if len(w.queue) == 0 {
+			report()
+		}
+	}
+	report()
+}
+
+func (w *Writer) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
+
+// watchable returns the descriptor of f when it is a pipe or a socket:
+// what poll(2) reports closed when its reader goes away.
+func watchable(f *os.File) (int, bool) {
+	var st unix.Stat_t
+	fd := int(f.Fd())
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, false
+	}
+	m := st.Mode & unix.S_IFMT
+	return fd, m == unix.S_IFIFO || m == unix.S_IFSOCK
+}
+
+// watchClosed waits, in poll(2) with no event asked for, until the
+// reader's end of fd goes away: a pipe then reports POLLERR, a socket
+// POLLHUP. So a closed stdout is noticed while nothing is written (the
+// hold writes nothing between frozen and thawed): `cgfreeze | head -c1`
+// ends the hold at once.
+func (w *Writer) watchClosed(fd int) {
+	fds := []unix.PollFd{{Fd: int32(fd)}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err != nil && errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err == nil && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+			w.markGone()
+		}
+		return
+	}
+}
+
+// Format returns an event as the line written on stdout: JSON, or text
+// ("event key=value ..." with the keys sorted, and a value that holds a
+// space, a quote, "=" or a backslash Go-quoted). Error events are not
+// written in text mode: a person reads the log on stderr, which says it
+// once.
+func Format(e contract.Event, asJSON bool) []byte {
+	if asJSON {
+		b, _ := json.Marshal(e)
+		return append(b, '\n')
+	}
+	if e.Event == contract.EventError {
+		return nil
+	}
+	fields := map[string]string{}
+	add := func(k, v string) {
+		if v != "" {
+			fields[k] = v
+		}
+	}
+	num := func(k string, n int) {
+		if n != 0 {
+			add(k, strconv.Itoa(n))
+		}
+	}
+	float := func(k string, f float64) {
+		if f > 0 {
+			add(k, strconv.FormatFloat(f, 'f', -1, 64))
+		}
+	}
+	num("pid", e.PID)
+	add("cgroup", e.Cgroup)
+	add("container_id", e.ContainerID)
+	num("version", e.Version)
+	add("strategy", e.Strategy)
+	if e.Processes != nil {
+		add("processes", strconv.Itoa(*e.Processes))
+	}
+	float("elapsed_ms", e.ElapsedMS)
+	add("reason", e.Reason)
+	add("signal", e.Signal)
+	float("held_ms", e.HeldMS)
+	add("state", e.State)
+	add("frozen_by", e.FrozenBy)
+	num("holder", e.Holder)
+	add("namespace", e.Namespace)
+	if e.Held != nil {
+		add("held", strconv.FormatBool(*e.Held))
+	}
+	add("what", e.What)
+	float("latency_ms", e.LatencyMS)
+	if e.Count != nil {
+		add("count", strconv.Itoa(*e.Count))
+	}
+	if e.Connections != nil {
+		add("connections", connectionsText(*e.Connections))
+	}
+	add("shared", connectionsText(e.Shared))
+	num("filtered", e.Filtered)
+	num("hidden", e.Hidden)
+	add("warning", e.Warning)
+	add("error", e.Error)
+	if e.ExitCode != nil {
+		add("exit_code", strconv.Itoa(*e.ExitCode))
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(e.Event)
+	for _, k := range keys {
+		v := fields[k]
+		if strings.ContainsAny(v, " \t\"=\\") || !utf8.ValidString(v) {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", k, v)
+	}
+	b.WriteByte('\n')
+	return []byte(b.String())
+}
+
+// connectionsText prints connections for the text events:
+// "local->remote/pid,..." (no spaces, so that the value needs no quotes).
+func connectionsText(cs []contract.Connection) string {
+	parts := make([]string, 0, len(cs))
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%s->%s/%d", c.Local, c.Remote, c.PID))
+	}
+	return strings.Join(parts, ",")
+}
+
+// MS returns d in milliseconds, to the microsecond, as events give times.
+func MS(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}

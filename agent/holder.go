@@ -1,0 +1,299 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/contract"
+	"github.com/cgfreeze/cgfreeze/freezer"
+	"github.com/cgfreeze/cgfreeze/internal/faults"
+	"github.com/rs/zerolog"
+)
+
+// The holder's side of a freeze: it freezes, holds and thaws, and tells
+// its supervisor ("done <code>") once the target is known to be thawed.
+
+// Errors of the holder's link to its supervisor.
+var (
+	// ErrSupervisorGone: the supervisor's end of the channel closed: it
+	// died (SIGKILL by its caller: exec.CommandContext's cancel, timeout -s
+	// KILL). The holder restores the target and ends.
+	ErrSupervisorGone = errors.New("the supervisor is gone")
+	// ErrAborted: the supervisor gave up before anything changed (it could
+	// not resolve the target, and says why itself).
+	ErrAborted = errors.New("the supervisor gave up")
+)
+
+// Link is the holder's end of the channel to its supervisor.
+type Link struct {
+	ch       *Channel
+	log      zerolog.Logger
+	ends     chan string   // leases the supervisor watched that ended
+	gone     chan struct{} // closed when the supervisor's end closes
+	goneOnce sync.Once
+	finished bool
+}
+
+// OpenLink returns the link of a holder whose supervisor started it with
+// StartHolder (the channel at ChannelFD).
+func OpenLink(log zerolog.Logger) (*Link, error) {
+	ch, err := InheritedChannel()
+	if err != nil {
+		return nil, err
+	}
+	return NewLink(ch, log), nil
+}
+
+// NewLink makes a link on one end of a channel.
+func NewLink(ch *Channel, log zerolog.Logger) *Link {
+	return &Link{ch: ch, log: log, ends: make(chan string, 4), gone: make(chan struct{})}
+}
+
+// AwaitGo waits for the supervisor's word before anything changes: the
+// path of the target as the supervisor resolved it. It returns ErrAborted
+// or ErrSupervisorGone when the supervisor gave up or died; then the holder
+// ends without changing anything.
+func (l *Link) AwaitGo() (string, error) {
+	for {
+		m, err := l.ch.Receive()
+		switch {
+		case errors.Is(err, ErrMalformed):
+			l.log.Warn().Err(err).Msg("the supervisor's channel")
+			continue
+		case err != nil:
+			return "", fmt.Errorf("%w before the freeze (%w)", ErrSupervisorGone, err)
+		case m.Kind == MsgGo:
+			go l.watch()
+			return m.Arg, nil
+		case m.Kind == MsgAbort:
+			return "", ErrAborted
+		default:
+			l.log.Warn().Str("message", m.String()).Msg("unexpected message from the supervisor before its word: ignored")
+		}
+	}
+}
+
+// watch reads the supervisor's messages until its end closes.
+func (l *Link) watch() {
+	for {
+		m, err := l.ch.Receive()
+		switch {
+		case errors.Is(err, ErrMalformed):
+			l.log.Warn().Err(err).Msg("the supervisor's channel")
+		case err != nil:
+			l.goneOnce.Do(func() { close(l.gone) })
+			return
+		case m.Kind == MsgEnd:
+			select {
+			case l.ends <- m.Arg:
+			default:
+			}
+		default:
+			l.log.Warn().Str("message", m.String()).Msg("unexpected message from the supervisor: ignored")
+		}
+	}
+}
+
+// Gone is closed when the supervisor is gone (after AwaitGo).
+func (l *Link) Gone() <-chan struct{} { return l.gone }
+
+// Ends receives the leases that the supervisor watched and that ended.
+func (l *Link) Ends() <-chan string { return l.ends }
+
+// Finish tells the supervisor how the holder ends and closes the link. The
+// supervisor stands by only when the target is known to be thawed: after a
+// thaw, a rollback or a refusal; after a failed thaw (ExitThawFailed) it
+// gets no "done" and takes over.
+func (l *Link) Finish(code int) {
+	if l == nil || l.finished {
+		return
+	}
+	l.finished = true
+	if code != contract.ExitThawFailed {
+		if err := l.ch.Send(Message{Kind: MsgDone, Arg: strconv.Itoa(code)}); err != nil {
+			l.log.Debug().Err(err).Msg("telling the supervisor the target is thawed")
+		}
+	}
+	_ = l.ch.Close()
+}
+
+// HolderConfig is what a hold needs besides its target.
+type HolderConfig struct {
+	// Duration ends the hold by itself after this long (0: never).
+	Duration time.Duration
+	// Timeout bounds the freeze, and then the thaw, each.
+	Timeout time.Duration
+	// Stdin, when not nil, is a lease: its EOF ends the hold.
+	Stdin io.Reader
+	Drop  DropConfig
+	Log   zerolog.Logger
+	// Events receives the events; its Gone ends the hold (output_closed).
+	Events *Writer
+}
+
+// ending is why a hold ended, the cause of the hold's context.
+type ending struct {
+	reason string
+	signal os.Signal
+	code   int
+}
+
+func (e *ending) Error() string {
+	if e.signal != nil {
+		return "interrupted by " + e.signal.String()
+	}
+	return "interrupted: " + e.reason
+}
+
+// Hold freezes the target, holds it until a signal (from sigs), the
+// duration, a lease, a closed output or the supervisor's death (link, which
+// may be nil) ends the hold or the target does (freezer's Hold), thaws it,
+// and returns the exit code. Events say what happened. An error is a
+// failure that the caller reports (and maps with ExitCode); the target is
+// thawed unless it wraps freezer.ErrThawFailed.
+func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal) (int, error) {
+	log, ev := cfg.Log, cfg.Events
+	ctx, end := context.WithCancelCause(context.Background())
+	defer end(nil)
+	leases := make(chan string, 1)
+	if cfg.Stdin != nil {
+		go watchStdin(cfg.Stdin, leases)
+	}
+	var gone <-chan struct{}
+	var linkEnds <-chan string
+	if link != nil {
+		gone, linkEnds = link.Gone(), link.Ends()
+	}
+	// What ends the hold whenever it comes, the freeze included: a signal
+	// during the freeze rolls it back.
+	go func() {
+		select {
+		case s := <-sigs:
+			end(&ending{reason: contract.ReasonSignal, signal: s})
+		case l := <-leases:
+			end(&ending{reason: l})
+		case l := <-linkEnds:
+			end(&ending{reason: l})
+		case <-gone:
+			end(&ending{reason: contract.ReasonSupervisorGone, code: contract.ExitSupervisorGone})
+		case <-ctx.Done():
+		}
+	}()
+
+	freezeCtx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("the freeze took longer than its timeout %v", cfg.Timeout))
+	defer cancel()
+	start := time.Now()
+	frozen, err := freezer.Freeze(freezeCtx, t)
+	if err != nil {
+		var why *ending
+		if errors.As(context.Cause(ctx), &why) && why.code == contract.ExitSupervisorGone && !errors.Is(err, freezer.ErrThawFailed) {
+			err = fmt.Errorf("%w: %w", ErrSupervisorGone, err)
+		}
+		return 0, err
+	}
+	frozenAt := time.Now()
+	if rec := frozen.Recovered; rec.Recovered {
+		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
+		e := Base(t)
+		e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonLeftover
+		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
+		ev.Emit(e)
+	}
+	e := Base(t)
+	e.Event, e.Processes, e.ElapsedMS = contract.EventFrozen, &frozen.Processes, MS(frozenAt.Sub(start))
+	ev.Emit(e)
+	// An end that came with the confirmation ends the hold at once: the
+	// connections are left alone then.
+	if cfg.Drop.Mode != DropOff && ctx.Err() == nil {
+		if err := dropConnections(cfg.Drop, ev, log, t); err != nil {
+			if terr := thawWithin(cfg.Timeout, t, frozen); terr != nil {
+				return 0, fmt.Errorf("%w; and then: %w", err, terr)
+			}
+			return 0, err
+		}
+	}
+	if err := faults.Point("hold"); err != nil {
+		log.Warn().Err(err).Msg("fault injected while holding")
+	}
+
+	// What ends the hold only once frozen: the duration, and the caller
+	// gone from stdout. Neither waits on stdout: the events wait in the
+	// writer's queue.
+	var timer <-chan time.Time
+	if cfg.Duration > 0 {
+		tm := time.NewTimer(cfg.Duration)
+		defer tm.Stop()
+		timer = tm.C
+	}
+	go func() {
+		select {
+		case <-timer:
+			end(&ending{reason: contract.ReasonDuration})
+		case <-ev.Gone():
+			end(&ending{reason: contract.ReasonOutputClosed, code: contract.ExitOutputClosed})
+		case <-ctx.Done():
+		}
+	}()
+	holdErr := frozen.Hold(ctx, func(r freezer.HoldReport) { ev.Emit(holdEvent(t, r)) })
+	log.Debug().AnErr("hold", holdErr).AnErr("cause", context.Cause(ctx)).Msg("the hold ended")
+
+	// Thaw whatever ended the hold. Further signals stay caught (sigs is
+	// still registered) and are ignored: a thaw is never cut short.
+	thawStart := time.Now()
+	thawErr := thawWithin(cfg.Timeout, t, frozen)
+	switch {
+	case errors.Is(holdErr, freezer.ErrTargetGone), errors.Is(holdErr, freezer.ErrThawedByOther):
+		code, reason := contract.ExitTargetGone, contract.ReasonTargetGone
+		if errors.Is(holdErr, freezer.ErrThawedByOther) {
+			code, reason = contract.ExitThawedByOther, contract.ReasonThawedByOther
+		}
+		log.Warn().Err(holdErr).Msg("the hold ended")
+		if thawErr != nil {
+			return 0, fmt.Errorf("%w; and then: %w", holdErr, thawErr)
+		}
+		e := Base(t)
+		e.Event, e.Reason, e.ExitCode, e.HeldMS = contract.EventEnded, reason, &code, MS(thawStart.Sub(frozenAt))
+		ev.Emit(e)
+		return code, nil
+	case holdErr != nil:
+		if thawErr != nil {
+			return 0, fmt.Errorf("the hold failed: %w; and then: %w", holdErr, thawErr)
+		}
+		return 0, fmt.Errorf("the hold failed (the target was thawed): %w", holdErr)
+	case thawErr != nil:
+		return 0, thawErr
+	}
+	why := &ending{reason: "unknown"}
+	_ = errors.As(context.Cause(ctx), &why)
+	e = Base(t)
+	e.Event, e.Processes, e.Reason = contract.EventThawed, &frozen.Processes, why.reason
+	if why.signal != nil {
+		e.Signal = why.signal.String()
+	}
+	e.ElapsedMS, e.HeldMS = MS(time.Since(thawStart)), MS(thawStart.Sub(frozenAt))
+	ev.Emit(e)
+	return why.code, nil
+}
+
+// holdEvent turns a report of the hold into its event.
+func holdEvent(t *freezer.Target, r freezer.HoldReport) contract.Event {
+	e := Base(t)
+	e.Event, e.What, e.Cgroup = r.Kind, r.What, r.Cgroup
+	if r.Kind == contract.EventRepaired {
+		n := r.Processes
+		e.Processes, e.LatencyMS = &n, MS(r.Latency)
+	}
+	if r.Err != nil {
+		e.Error = r.Err.Error()
+	}
+	if e.Cgroup == "" {
+		e.Cgroup = t.Path
+	}
+	return e
+}

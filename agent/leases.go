@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cgfreeze/cgfreeze/contract"
+	"golang.org/x/sys/unix"
+)
+
+// A lease ties a hold to its caller: the hold ends, and the target is
+// thawed, when the caller goes away.
+const (
+	// LeaseStdin ends the hold when stdin reaches EOF: the calling tool
+	// closed its end of the pipe, or died. The holder watches it.
+	LeaseStdin = contract.ReasonStdin
+	// LeaseParent ends the hold when the supervisor's parent process
+	// exits. The supervisor watches it (the holder's parent is the
+	// supervisor) and says "end parent" on the channel.
+	LeaseParent = contract.ReasonParent
+)
+
+// ParseLeases checks the values of --lease: names, or lists of names.
+func ParseLeases(values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		for _, l := range strings.Split(v, ",") {
+			switch l = strings.TrimSpace(l); l {
+			case LeaseStdin, LeaseParent:
+				out = append(out, l)
+			default:
+				return nil, fmt.Errorf("lease must be stdin or parent, not %q", l)
+			}
+		}
+	}
+	return out, nil
+}
+
+// watchStdin sends LeaseStdin on ended when stdin reaches EOF (or fails).
+// Input is read and ignored.
+func watchStdin(stdin io.Reader, ended chan<- string) {
+	_, _ = io.Copy(io.Discard, stdin)
+	ended <- LeaseStdin
+}
+
+// ErrParentInvisible: --lease parent, and the parent is outside this PID
+// namespace (the first process of an ephemeral container) or gone.
+var ErrParentInvisible = errors.New("the parent process is not visible")
+
+// OpenParent returns a pidfd of this process's parent. A pidfd names the
+// parent for good, where its PID may be reused.
+func OpenParent() (*os.File, error) {
+	ppid := os.Getppid()
+	if ppid <= 1 {
+		return nil, fmt.Errorf("%w (parent PID %d: outside this PID namespace, or gone)", ErrParentInvisible, ppid)
+	}
+	fd, err := unix.PidfdOpen(ppid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("watch the parent process %d: %w (Linux 5.3 or newer is needed)", ppid, err)
+	}
+	if os.Getppid() != ppid {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("%w: the parent process %d exited as cgfreeze started", ErrParentInvisible, ppid)
+	}
+	return os.NewFile(uintptr(fd), "parent pidfd"), nil
+}
+
+// waitExit blocks until the process of a pidfd exits.
+func waitExit(pidfd *os.File) {
+	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == nil || !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}

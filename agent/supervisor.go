@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/contract"
+	"github.com/cgfreeze/cgfreeze/freezer"
+	"github.com/rs/zerolog"
+)
+
+// The supervisor's side of a freeze. docs/design.md ("The watchdog") says
+// why it is the parent and the first process.
+
+const (
+	// HolderLockWait is how long the supervisor waits for the kernel to
+	// release a dead holder's lock before it recovers.
+	HolderLockWait = 2 * time.Second
+	// holderAbortLimit bounds the wait for a holder to end when the
+	// supervisor gives up before anything changed.
+	holderAbortLimit = 10 * time.Second
+)
+
+// HolderProcess is a started holder, seen from its supervisor.
+type HolderProcess struct {
+	cmd    *exec.Cmd
+	ch     *Channel
+	parent *os.File // the pidfd of a --lease parent, or nil
+	// told: the supervisor has said "go" or "abort".
+	told bool
+}
+
+// StartHolder starts exe with args as the holder, with its end of the
+// channel as descriptor ChannelFD, stdin, stdout and stderr shared. The
+// holder waits for Proceed (or Abort) before it changes anything, so it
+// may be started before the supervisor has resolved the target: both then
+// resolve at the same time. parent, when not nil, is a pidfd whose exit
+// ends the hold (--lease parent): the supervisor watches it and tells the
+// holder; HolderProcess owns it from here.
+func StartHolder(exe string, args []string, stdin, stdout, stderr *os.File, parent *os.File) (*HolderProcess, error) {
+	own, other, err := NewChannelPair()
+	if err != nil {
+		return nil, err
+	}
+	defer other.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.ExtraFiles = []*os.File{other} // descriptor 3 = ChannelFD
+	// The holder reads stdin for --lease stdin; the supervisor never does.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	// The holder stays in the supervisor's process group: a holder in a
+	// background group that reads a terminal (--lease stdin) would be
+	// stopped by SIGTTIN. A terminal's Ctrl-C then reaches both, and the
+	// holder ignores the forwarded copy as it ignores any second signal.
+	if err := cmd.Start(); err != nil {
+		_ = own.Close()
+		return nil, fmt.Errorf("start the holder %s: %w", exe, err)
+	}
+	return &HolderProcess{cmd: cmd, ch: NewChannel(own), parent: parent}, nil
+}
+
+// PID is the holder's process ID.
+func (h *HolderProcess) PID() int { return h.cmd.Process.Pid }
+
+// Proceed tells the holder the target the supervisor resolved: it goes on
+// if it resolved the same.
+func (h *HolderProcess) Proceed(t *freezer.Target) error {
+	if h.told {
+		return nil
+	}
+	h.told = true
+	return h.ch.Send(Message{Kind: MsgGo, Arg: t.Path})
+}
+
+// Abort tells the holder that the supervisor gave up before anything
+// changed, and waits for it to end (a bounded time, then SIGKILL): it
+// changed nothing and says nothing.
+func (h *HolderProcess) Abort() {
+	if !h.told {
+		h.told = true
+		_ = h.ch.Send(Message{Kind: MsgAbort})
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = h.cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(holderAbortLimit):
+		_ = h.cmd.Process.Kill()
+		<-exited
+	}
+	h.close()
+}
+
+func (h *HolderProcess) close() {
+	_ = h.ch.Close()
+	if h.parent != nil {
+		_ = h.parent.Close()
+	}
+}
+
+// HolderEnd is how a holder ended, as its supervisor saw it.
+type HolderEnd struct {
+	// Done: the holder said "done": the target is known to be thawed.
+	Done bool
+	// Code is the holder's exit code; when it died by a signal after
+	// "done", the code it announced.
+	Code int
+	// Signal killed the holder, or nil.
+	Signal os.Signal
+}
+
+// Wait forwards sigs to the holder and waits for it to end; when the
+// parent lease ends, it tells the holder so.
+func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
+	done := make(chan HolderEnd, 1)
+	go func() {
+		// The holder's messages until its end closes: at its exit,
+		// whatever ends it.
+		end := HolderEnd{Code: -1}
+		for {
+			m, err := h.ch.Receive()
+			if errors.Is(err, ErrMalformed) {
+				continue
+			}
+			if err != nil {
+				break
+			}
+			if m.Kind == MsgDone {
+				end.Done = true
+				if n, err := strconv.Atoi(m.Arg); err == nil {
+					end.Code = n
+				}
+			}
+		}
+		done <- end
+	}()
+	if h.parent != nil {
+		go func() {
+			waitExit(h.parent)
+			_ = h.ch.Send(Message{Kind: MsgEnd, Arg: LeaseParent})
+		}()
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = h.cmd.Wait()
+		close(exited)
+	}()
+	for running := true; running; {
+		select {
+		case s := <-sigs:
+			// The holder may be gone already; then there is nothing to
+			// forward to.
+			_ = h.cmd.Process.Signal(s)
+		case <-exited:
+			running = false
+		}
+	}
+	end := <-done
+	st := h.cmd.ProcessState
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		end.Signal = ws.Signal()
+	} else {
+		// Its own exit code is the last word, "done" or not.
+		end.Code = st.ExitCode()
+	}
+	if end.Code < 0 {
+		end.Code = contract.ExitHolderDied
+	}
+	h.close()
+	return end
+}
+
+// Supervise watches a started holder until it ends and returns the exit
+// code. A holder that said "done" has left the target thawed: its code
+// stands, even when it was killed afterwards. One that ended without it
+// (SIGKILL, the OOM killer, a panic, a failed thaw) left the target frozen
+// or half-thawed: the supervisor undoes the freeze as `cgfreeze thaw`
+// does, from the target it resolved before anything changed, emits the
+// recovered event (reason watchdog) and returns ExitHolderDied, or the
+// holder's own code when it exited. An error is a recovery that failed.
+func Supervise(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *Writer, log zerolog.Logger, sigs <-chan os.Signal) (int, error) {
+	end := h.Wait(sigs)
+	if end.Done {
+		if end.Signal != nil {
+			log.Debug().Str("signal", end.Signal.String()).Int("exit_code", end.Code).Msg("the holder was killed after the target was thawed")
+		}
+		return end.Code, nil
+	}
+	code := end.Code
+	if end.Signal != nil {
+		log.Warn().Str("signal", end.Signal.String()).Msg("the holder died without thawing the target: recovering")
+		code = contract.ExitHolderDied
+	} else {
+		log.Warn().Int("exit_code", code).Msg("the holder ended without thawing the target: recovering")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	rec, err := freezer.RecoverReleased(ctx, t, HolderLockWait)
+	if err != nil {
+		return 0, err
+	}
+	e := Base(t)
+	e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonWatchdog
+	e.ElapsedMS = MS(time.Since(start))
+	if rec.Recovered {
+		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
+	} else {
+		e.Event = contract.EventNothingToThaw
+	}
+	ev.Emit(e)
+	return code, nil
+}
