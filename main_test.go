@@ -41,6 +41,28 @@ func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) 
 	return code, out.String(), errb.String()
 }
 
+// stamped matches the time and schema that the event writer puts second
+// and third in every JSON event.
+var stamped = regexp.MustCompile(`^(\{"event":"[a-z_]+"),"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","schema":1,`)
+
+// unstamp removes the time and the schema from each line of JSON events,
+// after checking that every line has them, for a comparison with a fixed
+// text.
+func unstamp(t *testing.T, out string) string {
+	t.Helper()
+	lines := strings.SplitAfter(out, "\n")
+	for i, l := range lines {
+		if l == "" {
+			continue
+		}
+		if !stamped.MatchString(l) {
+			t.Errorf("event %q has no time and schema", l)
+		}
+		lines[i] = stamped.ReplaceAllString(l, "$1,")
+	}
+	return strings.Join(lines, "")
+}
+
 func TestHelpGolden(t *testing.T) {
 	for _, tt := range []struct {
 		golden string
@@ -245,7 +267,7 @@ func TestMissingTarget(t *testing.T) {
 				t.Errorf("%s: exit %d, want %d (stderr %q)", cmd, code, exitNoTarget, errs)
 			}
 			want := `{"event":"error","error":"` + missing + proc + ` (check --pid)","exit_code":3}` + "\n"
-			if out != want {
+			if out = unstamp(t, out); out != want {
 				t.Errorf("%s: stdout\n  %q\nwant\n  %q", cmd, out, want)
 			}
 			var ev map[string]any
@@ -340,8 +362,8 @@ func TestFailExitCodes(t *testing.T) {
 			want := fmt.Sprintf(`{"event":"error","error":%q,"exit_code":%d}`+"\n", tt.msg, tt.code)
 			// encoding/json escapes no characters in these messages
 			// that %q would write differently.
-			if out.String() != want {
-				t.Errorf("fail(%v) event\n  %s\nwant\n  %s", tt.err, out.String(), want)
+			if got := unstamp(t, out.String()); got != want {
+				t.Errorf("fail(%v) event\n  %s\nwant\n  %s", tt.err, got, want)
 			}
 			var line struct {
 				Level    string `json:"level"`
@@ -368,7 +390,7 @@ func TestMissingContainer(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d (stderr %q)", cmd, code, exitNoTarget, errs)
 		}
 		want := `{"event":"error","error":"target process not found: no container with ID \"containerd://0123abc\" among the processes in ` + proc + ` (cgroup v2); containers seen: none","exit_code":3}` + "\n"
-		if out != want {
+		if out = unstamp(t, out); out != want {
 			t.Errorf("%s: stdout\n  %q\nwant\n  %q", cmd, out, want)
 		}
 	}

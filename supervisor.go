@@ -123,7 +123,15 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 		}
 		return exitOK
 	}
-	defer func() { link.Finish(code) }()
+	defer func() {
+		link.Finish(code)
+		// A holder killed after its "done" (the tests' step "holder:done")
+		// leaves a thawed target: the supervisor ends with the code it
+		// announced.
+		if err := faults.Point("holder:done"); err != nil {
+			log.Warn().Err(err).Msg("fault injected after the done message")
+		}
+	}()
 	if rerr == nil && path != target.Path {
 		_ = target.Close()
 		rerr = fmt.Errorf("the target's cgroup changed while it was resolved: %s for the supervisor, %s for the holder; try again", path, target.Path)

@@ -150,3 +150,33 @@ func TestLinkAwaitGo(t *testing.T) {
 		t.Errorf("AwaitGo() after the supervisor closed = %v, want ErrSupervisorGone", err)
 	}
 }
+
+// TestGuard: the guard's reading of the holder's end: "done" with its
+// code, or none when the holder's end closes first.
+func TestGuard(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		sent string
+		done bool
+		code int
+	}{
+		{"done 0", "done 0\n", true, 0},
+		{"done 15 after a bad line", "done \"x\n" + "done 15\n", true, 15},
+		{"closed without done", "", false, -1},
+		{"closed in the middle of done", "done 0", false, -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			guard, holder := pair(t)
+			if tt.sent != "" {
+				if _, err := holder.f.WriteString(tt.sent); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = holder.Close()
+			done, code := Guard(guard)
+			if done != tt.done || code != tt.code {
+				t.Errorf("Guard() = %v, %d; want %v, %d", done, code, tt.done, tt.code)
+			}
+		})
+	}
+}

@@ -40,7 +40,14 @@ type Writer struct {
 	closed bool
 	queue  chan contract.Event
 
-	dropped  atomic.Int64 // events dropped since the last report
+	dropped atomic.Int64 // events dropped since the last report
+	// queued counts the events queued (under mu); handled those the
+	// writing goroutine is done with (written, or dropped at a broken
+	// output); progress is closed and replaced at each, for Flush.
+	queued   int64
+	handled  int64
+	progMu   sync.Mutex
+	progress chan struct{}
 	goneOnce sync.Once
 	gone     chan struct{}
 	finished chan struct{} // the writing goroutine has ended
@@ -52,7 +59,7 @@ type Writer struct {
 // goroutine also watches for its reader to go away.
 func NewWriter(out io.Writer, asJSON bool) *Writer {
 	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
-		gone: make(chan struct{}), finished: make(chan struct{})}
+		gone: make(chan struct{}), finished: make(chan struct{}), progress: make(chan struct{})}
 	go w.loop()
 	if f, ok := out.(*os.File); ok {
 		if fd, ok := watchable(f); ok {
@@ -62,10 +69,11 @@ func NewWriter(out io.Writer, asJSON bool) *Writer {
 	return w
 }
 
-// Emit queues an event. It never blocks: when the queue is full the event
-// is dropped and counted; after Close or once output is gone, it is
-// dropped.
+// Emit stamps an event with the time and the schema version and queues
+// it. It never blocks: when the queue is full the event is dropped and
+// counted; after Close or once output is gone, it is dropped.
 func (w *Writer) Emit(e contract.Event) {
+	stamp(&e, time.Now())
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -73,8 +81,40 @@ func (w *Writer) Emit(e contract.Event) {
 	}
 	select {
 	case w.queue <- e:
+		w.queued++
 	default:
 		w.dropped.Add(1)
+	}
+}
+
+// Flush waits until the events queued so far are written, or until done
+// is closed or limit passes, whichever comes first; it reports whether they
+// were written. A holder flushes the frozen event before it goes on, so
+// that a caller sees "frozen" before anything else happens, as long as
+// stdout moves; a blocked stdout costs the hold at most limit, and an end
+// of the hold (done) none.
+func (w *Writer) Flush(done <-chan struct{}, limit time.Duration) bool {
+	w.mu.Lock()
+	target := w.queued
+	w.mu.Unlock()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		w.progMu.Lock()
+		handled, progress := w.handled, w.progress
+		w.progMu.Unlock()
+		if handled >= target {
+			return true
+		}
+		select {
+		case <-progress:
+		case <-w.finished:
+			return false
+		case <-done:
+			return false
+		case <-t.C:
+			return false
+		}
 	}
 }
 
@@ -128,16 +168,32 @@ func (w *Writer) loop() {
 	}
 	report := func() {
 		if n := int(w.dropped.Swap(0)); n > 0 {
-			write(contract.Event{Event: contract.EventOutputOverflow, Count: &n})
+			e := contract.Event{Event: contract.EventOutputOverflow, Count: &n}
+			stamp(&e, time.Now())
+			write(e)
 		}
 	}
 	for e := range w.queue {
 		write(e)
+		w.progMu.Lock()
+		w.handled++
+		close(w.progress)
+		w.progress = make(chan struct{})
+		w.progMu.Unlock()
 		if len(w.queue) == 0 {
 			report()
 		}
 	}
 	report()
+}
+
+func stamp(e *contract.Event, now time.Time) {
+	if e.Time == "" {
+		e.Time = now.UTC().Format(contract.TimeFormat)
+	}
+	if e.Schema == 0 {
+		e.Schema = contract.Schema
+	}
 }
 
 func (w *Writer) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
@@ -175,7 +231,7 @@ func (w *Writer) watchClosed(fd int) {
 
 // Format returns an event as the line written on stdout: JSON, or text
 // ("event key=value ..." with the keys sorted, and a value that holds a
-// space, a quote, "=" or a backslash Go-quoted). Error events are not
+// space, a quote, "=" or a backslash Go-quoted; no schema). Error events are not
 // written in text mode: a person reads the log on stderr, which says it
 // once.
 func Format(e contract.Event, asJSON bool) []byte {
@@ -202,6 +258,7 @@ func Format(e contract.Event, asJSON bool) []byte {
 			add(k, strconv.FormatFloat(f, 'f', -1, 64))
 		}
 	}
+	add("time", e.Time)
 	num("pid", e.PID)
 	add("cgroup", e.Cgroup)
 	add("container_id", e.ContainerID)

@@ -72,7 +72,7 @@ func TestWriterNeverBlocks(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(g.String(), "\n"), "\n")
 	last := lines[len(lines)-1]
 	written := len(lines) - 1
-	if !strings.HasPrefix(last, `{"event":"output_overflow","count":`) {
+	if !strings.HasPrefix(last, `{"event":"output_overflow",`) {
 		t.Fatalf("last line %q, want the output_overflow event", last)
 	}
 	var overflow contract.Event
@@ -97,19 +97,58 @@ func TestWriterNeverBlocks(t *testing.T) {
 // what was dropped since the first report.
 func TestWriterOverflowReportedOnce(t *testing.T) {
 	var out bytes.Buffer
-	w := NewWriter(&out, false)
+	w := NewWriter(&out, true)
 	w.dropped.Add(3)
 	w.Emit(contract.Event{Event: "frozen", PID: 1})
 	w.Emit(contract.Event{Event: "thawed", PID: 1})
 	if !w.Close(time.Second) {
 		t.Fatal("Close timed out on a buffer")
 	}
-	want := "frozen pid=1\noutput_overflow count=3\nthawed pid=1\n"
-	if got := out.String(); got != want && got != "frozen pid=1\nthawed pid=1\noutput_overflow count=3\n" {
-		t.Errorf("output\n%s\nwant\n%s", got, want)
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var e contract.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if e.Event == contract.EventOutputOverflow && (e.Count == nil || *e.Count != 3) {
+			t.Errorf("%s: want count 3", line)
+		}
+		names = append(names, e.Event)
 	}
-	if n := strings.Count(out.String(), "output_overflow"); n != 1 {
-		t.Errorf("%d output_overflow events, want 1", n)
+	// The report comes when the queue is empty after a write: after the
+	// first event or after the second, depending on the writer's pace.
+	if got := strings.Join(names, ","); got != "frozen,output_overflow,thawed" && got != "frozen,thawed,output_overflow" {
+		t.Errorf("events %s, want frozen and thawed with one output_overflow", got)
+	}
+}
+
+// TestWriterStamps: every event gets the time it was emitted (RFC 3339,
+// microseconds, UTC) and the schema version.
+func TestWriterStamps(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, true)
+	before := time.Now()
+	w.Emit(contract.Event{Event: "frozen", PID: 1})
+	after := time.Now()
+	w.Close(time.Second)
+	var e contract.Event
+	if err := json.Unmarshal(out.Bytes(), &e); err != nil {
+		t.Fatalf("%q: %v", out.String(), err)
+	}
+	if e.Schema != contract.Schema {
+		t.Errorf("schema %d, want %d", e.Schema, contract.Schema)
+	}
+	at, err := time.Parse(time.RFC3339Nano, e.Time)
+	if err != nil || len(e.Time) != len("2006-01-02T15:04:05.000000Z") {
+		t.Fatalf("time %q: %v; want RFC 3339 in UTC with microseconds", e.Time, err)
+	}
+	if at.Before(before.Truncate(time.Microsecond)) || at.After(after) {
+		t.Errorf("time %v, not between %v and %v", at, before, after)
+	}
+	// Text mode: the time, no schema.
+	line := string(Format(e, false))
+	if !strings.Contains(line, " time="+e.Time) || strings.Contains(line, "schema") {
+		t.Errorf("text %q: want the time and no schema", line)
 	}
 }
 
@@ -182,4 +221,40 @@ func TestWriterCloseBounded(t *testing.T) {
 		t.Errorf("Close took %v with a limit of 100ms", d)
 	}
 	w.Emit(contract.Event{Event: "late"}) // dropped, no panic
+}
+
+// TestWriterFlush: Flush returns once what was queued is written; on a
+// blocked output it gives up at its limit, or at once when done closes.
+func TestWriterFlush(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, true)
+	w.Emit(contract.Event{Event: "frozen"})
+	if !w.Flush(nil, 5*time.Second) {
+		t.Error("Flush on a buffer reports the event not written")
+	}
+	if !strings.Contains(out.String(), `"event":"frozen"`) {
+		t.Errorf("after Flush the output is %q", out.String())
+	}
+	w.Close(time.Second)
+
+	g := &gateWriter{gate: make(chan struct{})}
+	defer close(g.gate)
+	w = NewWriter(g, true)
+	w.Emit(contract.Event{Event: "frozen"})
+	start := time.Now()
+	if w.Flush(nil, 50*time.Millisecond) {
+		t.Error("Flush on a blocked output reports the event written")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Errorf("Flush with a limit of 50ms returned after %v", d)
+	}
+	done := make(chan struct{})
+	close(done)
+	start = time.Now()
+	if w.Flush(done, time.Minute) {
+		t.Error("Flush on a blocked output reports the event written")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Flush with done closed returned after %v", d)
+	}
 }

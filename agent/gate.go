@@ -34,13 +34,14 @@ import (
 type stdinWatch struct {
 	started chan struct{} // closed at the first byte
 	beats   chan struct{} // a byte arrived (one pending signal at most)
+	eof     chan struct{} // closed at EOF or a read error
 }
 
 // watchStdinWords reads stdin until EOF (or an error), which it sends as
 // the stdin lease on ended, like watchStdin; besides, it tells the gate and
 // the heartbeat when bytes arrive.
 func watchStdinWords(stdin io.Reader, ended chan<- string) *stdinWatch {
-	w := &stdinWatch{started: make(chan struct{}), beats: make(chan struct{}, 1)}
+	w := &stdinWatch{started: make(chan struct{}), beats: make(chan struct{}, 1), eof: make(chan struct{})}
 	go func() {
 		buf := make([]byte, 512)
 		first := true
@@ -57,6 +58,7 @@ func watchStdinWords(stdin io.Reader, ended chan<- string) *stdinWatch {
 				}
 			}
 			if err != nil {
+				close(w.eof)
 				ended <- LeaseStdin
 				return
 			}
@@ -81,11 +83,20 @@ func awaitStart(ctx context.Context, cfg HolderConfig, w *stdinWatch, t *freezer
 	case <-w.started:
 		// A word that came with an end (stdin closed right after it, a
 		// signal): the end wins, nothing is frozen for nothing.
-		if ctx.Err() == nil {
-			return 0, true
+		select {
+		case <-w.eof:
+			reason = contract.ReasonStdin
+		default:
+			if ctx.Err() == nil {
+				return 0, true
+			}
+			reason = endReason(ctx)
 		}
-		reason = endReason(ctx)
 	case <-timer.C:
+	case <-w.eof:
+		// Leases end a hold only once frozen; before the word, EOF
+		// means the caller is gone: nothing to start.
+		reason = contract.ReasonStdin
 	case <-ctx.Done():
 		reason = endReason(ctx)
 	}
@@ -110,9 +121,10 @@ func endReason(ctx context.Context) string {
 	return "unknown"
 }
 
-// watchHeartbeat ends the hold (reason heartbeat) when no byte arrives on
-// stdin for longer than bound, until ctx is done.
-func watchHeartbeat(ctx context.Context, end context.CancelCauseFunc, w *stdinWatch, bound time.Duration) {
+// watchHeartbeat sends the lease heartbeat on ended (which ends the hold
+// once frozen, as the stdin lease does) when no byte arrives on stdin for
+// longer than bound, until ctx is done.
+func watchHeartbeat(ctx context.Context, ended chan<- string, w *stdinWatch, bound time.Duration) {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	for {
@@ -120,7 +132,10 @@ func watchHeartbeat(ctx context.Context, end context.CancelCauseFunc, w *stdinWa
 		case <-w.beats:
 			timer.Reset(bound)
 		case <-timer.C:
-			end(&ending{reason: contract.ReasonHeartbeat})
+			select {
+			case ended <- contract.ReasonHeartbeat:
+			default: // another lease ended already
+			}
 			return
 		case <-ctx.Done():
 			return

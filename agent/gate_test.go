@@ -31,12 +31,13 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 // gateRig runs awaitStart as Hold does: a context ended by the leases, a
 // stdin pipe the test writes, and a JSON event writer.
 type gateRig struct {
-	ctx   context.Context
-	end   context.CancelCauseFunc
-	stdin *io.PipeWriter
-	words *stdinWatch
-	out   *lockedBuffer
-	cfg   HolderConfig
+	ctx    context.Context
+	end    context.CancelCauseFunc
+	stdin  *io.PipeWriter
+	words  *stdinWatch
+	leases chan string
+	out    *lockedBuffer
+	cfg    HolderConfig
 }
 
 func newGateRig(t *testing.T, startTimeout time.Duration) *gateRig {
@@ -47,11 +48,11 @@ func newGateRig(t *testing.T, startTimeout time.Duration) *gateRig {
 	pr, pw := io.Pipe()
 	r.stdin = pw
 	t.Cleanup(func() { _ = pw.Close() })
-	leases := make(chan string, 1)
-	r.words = watchStdinWords(pr, leases)
+	r.leases = make(chan string, 1)
+	r.words = watchStdinWords(pr, r.leases)
 	go func() {
 		select {
-		case l := <-leases:
+		case l := <-r.leases:
 			r.end(&ending{reason: l})
 		case <-r.ctx.Done():
 		}
@@ -131,6 +132,23 @@ func TestGateStdinClosedFirst(t *testing.T) {
 	}
 }
 
+// EOF alone (leases end a hold only once frozen: the hold's context is not
+// ended by it) closes the gate too.
+func TestGateEOFWithoutEnd(t *testing.T) {
+	r := newGateRig(t, 10*time.Second)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	_ = r.stdin.Close()
+	code, ok := awaitStart(ctx, r.cfg, r.words, gateTarget)
+	if ok || code != contract.ExitNotStarted {
+		t.Fatalf("awaitStart after EOF = %d, %v; want %d, false", code, ok, contract.ExitNotStarted)
+	}
+	ev := r.events(t)
+	if len(ev) != 2 || ev[1].Reason != contract.ReasonStdin {
+		t.Errorf("events %+v, want waiting then not_started (stdin)", ev)
+	}
+}
+
 // A supervisor that died before the word: the holder ends with its own code
 // (16), as before any freeze, and says nothing more.
 func TestGateSupervisorGone(t *testing.T) {
@@ -160,7 +178,7 @@ func TestGateWordThenEnd(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	const bound = 150 * time.Millisecond
 	r := newGateRig(t, 0)
-	go watchHeartbeat(r.ctx, r.end, r.words, bound)
+	go watchHeartbeat(r.ctx, r.leases, r.words, bound)
 	beating := time.Now()
 	for time.Since(beating) < 4*bound {
 		if _, err := r.stdin.Write([]byte("beat\n")); err != nil {

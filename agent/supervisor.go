@@ -106,6 +106,30 @@ func (h *HolderProcess) close() {
 	}
 }
 
+// Guard is the guard's role on its end of the channel, whichever process
+// plays it: it reads the holder's messages until the holder's end closes
+// (the holder ended, whatever ended it), and returns whether the holder
+// said "done" and the code it announced (-1 without one). Without "done",
+// the guard recovers the target (RecoverTarget).
+func Guard(ch *Channel) (done bool, code int) {
+	code = -1
+	for {
+		m, err := ch.Receive()
+		if errors.Is(err, ErrMalformed) {
+			continue
+		}
+		if err != nil {
+			return done, code
+		}
+		if m.Kind == MsgDone {
+			done = true
+			if n, err := strconv.Atoi(m.Arg); err == nil {
+				code = n
+			}
+		}
+	}
+}
+
 // HolderEnd is how a holder ended, as its supervisor saw it.
 type HolderEnd struct {
 	// Done: the holder said "done": the target is known to be thawed.
@@ -122,25 +146,8 @@ type HolderEnd struct {
 func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 	done := make(chan HolderEnd, 1)
 	go func() {
-		// The holder's messages until its end closes: at its exit,
-		// whatever ends it.
-		end := HolderEnd{Code: -1}
-		for {
-			m, err := h.ch.Receive()
-			if errors.Is(err, ErrMalformed) {
-				continue
-			}
-			if err != nil {
-				break
-			}
-			if m.Kind == MsgDone {
-				end.Done = true
-				if n, err := strconv.Atoi(m.Arg); err == nil {
-					end.Code = n
-				}
-			}
-		}
-		done <- end
+		ok, code := Guard(h.ch)
+		done <- HolderEnd{Done: ok, Code: code}
 	}()
 	if h.parent != nil {
 		go func() {
@@ -201,12 +208,23 @@ func Supervise(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *W
 	} else {
 		log.Warn().Int("exit_code", code).Msg("the holder ended without thawing the target: recovering")
 	}
+	if err := RecoverTarget(t, timeout, ev); err != nil {
+		return 0, err
+	}
+	return code, nil
+}
+
+// RecoverTarget is the guard's recovery when the holder ended without
+// "done": it waits up to HolderLockWait for the kernel to release the dead
+// holder's lock, undoes the freeze as `cgfreeze thaw` does, and emits the
+// recovered event (reason watchdog), or nothing_to_thaw.
+func RecoverTarget(t *freezer.Target, timeout time.Duration, ev *Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
 	rec, err := freezer.RecoverReleased(ctx, t, HolderLockWait)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	e := Base(t)
 	e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonWatchdog
@@ -217,5 +235,5 @@ func Supervise(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *W
 		e.Event = contract.EventNothingToThaw
 	}
 	ev.Emit(e)
-	return code, nil
+	return nil
 }

@@ -38,11 +38,24 @@ const (
 	ReasonLeftover = "leftover" // a new freeze first undid a dead cgfreeze's freeze
 )
 
+// Schema is the version of the event contract. It grows when a field or
+// an event changes meaning or goes away; new fields and events keep it.
+const Schema = 1
+
+// TimeFormat is the format of Event.Time: RFC 3339 with microseconds.
+const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
 // Event is one line on stdout: a JSON object with -o json, or
 // "event key=value ..." in text mode. Fields that do not apply to an event
 // are left out.
 type Event struct {
-	Event     string  `json:"event"`
+	Event string `json:"event"`
+	// Time is when the event happened (not when it was written: output
+	// may lag), RFC 3339 in UTC with microseconds (TimeFormat).
+	Time string `json:"time,omitempty"`
+	// Schema is the version of this contract (Schema), in JSON only.
+	Schema int `json:"schema,omitempty"`
+
 	PID       int     `json:"pid,omitempty"`
 	Cgroup    string  `json:"cgroup,omitempty"`
 	Version   int     `json:"version,omitempty"`

@@ -21,6 +21,8 @@ import (
 // event is one JSON line of cgfreeze's stdout (docs/usage.md).
 type event struct {
 	Event     string   `json:"event"`
+	Time      string   `json:"time"`
+	Schema    *int     `json:"schema"`
 	PID       int      `json:"pid"`
 	Cgroup    string   `json:"cgroup"`
 	Version   int      `json:"version"`
@@ -55,7 +57,7 @@ type event struct {
 }
 
 // documentedFields are the fields docs/usage.md lists.
-var documentedFields = []string{"event", "pid", "container_id", "cgroup", "version", "strategy", "processes", "elapsed_ms",
+var documentedFields = []string{"event", "time", "schema", "pid", "container_id", "cgroup", "version", "strategy", "processes", "elapsed_ms",
 	"reason", "signal", "held_ms", "state", "frozen_by", "holder", "namespace", "held", "what", "latency_ms", "error", "exit_code",
 	"count", "connections", "shared", "filtered", "hidden", "warning"}
 
@@ -68,7 +70,7 @@ type connEntry struct {
 }
 
 // numericFields are the fields that text mode prints as numbers.
-var numericFields = []string{"pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code", "latency_ms", "count", "filtered", "hidden"}
+var numericFields = []string{"schema", "pid", "version", "processes", "elapsed_ms", "held_ms", "holder", "exit_code", "latency_ms", "count", "filtered", "hidden"}
 
 // parseTextEvent parses one line of text mode (docs/usage.md): the event's
 // name, then key=value pairs, a value Go-quoted when it holds a space, a
