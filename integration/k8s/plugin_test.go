@@ -129,10 +129,11 @@ func (r *pluginRun) stderrText() string {
 	return r.stderr.String()
 }
 
-// waitEvents collects events until each of pods had one named name, and
-// returns them by pod.
-func (r *pluginRun) waitEvents(name string, pods []string, limit time.Duration) map[string]pluginEvent {
+// waitFrozen collects events until each of pods had its frozen event,
+// and returns them by pod.
+func (r *pluginRun) waitFrozen(pods []string, limit time.Duration) map[string]pluginEvent {
 	r.n.t.Helper()
+	const name = "frozen"
 	got := map[string]pluginEvent{}
 	deadline := time.After(limit)
 	for len(got) < len(pods) {
@@ -240,7 +241,7 @@ func (n *node) pluginDeployment(plugin string) {
 	pods := n.createWorker(name, 3)
 	start := time.Now()
 	r := n.startPlugin(plugin, "deployment/"+name)
-	frozen := r.waitEvents("frozen", pods, allFrozenWait)
+	frozen := r.waitFrozen(pods, allFrozenWait)
 	n.t.Logf("all %d replicas frozen %v after the plugin started", len(pods), time.Since(start).Round(time.Millisecond))
 	for _, p := range pods {
 		e := frozen[p]
@@ -299,7 +300,7 @@ func (n *node) pluginKilled(plugin string) {
 	name := n.podName("worker")
 	pods := n.createWorker(name, 3)
 	r := n.startPlugin(plugin, "deployment/"+name)
-	r.waitEvents("frozen", pods, allFrozenWait)
+	r.waitFrozen(pods, allFrozenWait)
 	n.requireStopped(pods[0], "app")
 	ticks := map[string]int{}
 	for _, p := range pods {
@@ -327,7 +328,7 @@ func (n *node) pluginRefusal(plugin string) {
 	name := n.podName("worker")
 	pods := n.createWorker(name, 3)
 	first := n.startPlugin(plugin, "pod/"+pods[0])
-	first.waitEvents("frozen", pods[:1], allFrozenWait)
+	first.waitFrozen(pods[:1], allFrozenWait)
 	r := n.startPlugin(plugin, "deployment/"+name)
 	code, _ := r.wait(allFrozenWait + pluginExitWait)
 	stderr := r.stderrText()
@@ -355,7 +356,7 @@ func (n *node) pluginSharedPID(plugin string) {
 	pod := n.podName("shared")
 	n.createPod(podSpec(pod, ticker, "  shareProcessNamespace: true", ""))
 	r := n.startPlugin(plugin, pod)
-	r.waitEvents("frozen", []string{pod}, allFrozenWait)
+	r.waitFrozen([]string{pod}, allFrozenWait)
 	n.requireStopped(pod, "app")
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	if code, _ := r.wait(pluginExitWait); code != 0 {
@@ -363,4 +364,3 @@ func (n *node) pluginSharedPID(plugin string) {
 	}
 	n.requireRunningApp(pod, "app")
 }
-
