@@ -10,9 +10,9 @@ command -v krew >/dev/null || { echo "krew not found: go install sigs.k8s.io/kre
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp krew/freeze.yaml "$work/freeze.yaml"
-MANIFEST="$work/freeze.yaml" bash krew/release.sh "$work/dist" >/dev/null
-version=$(sed -n 's/^  version: //p' "$work/freeze.yaml")
 os=$(go env GOOS) arch=$(go env GOARCH)
+PLATFORMS=$os/$arch MANIFEST="$work/freeze.yaml" bash krew/release.sh "$work/dist" >/dev/null
+version=$(sed -n 's/^  version: //p' "$work/freeze.yaml")
 export KREW_ROOT="$work/root"
 krew install --manifest="$work/freeze.yaml" --archive="$work/dist/kubectl-freeze_${version}_${os}_${arch}.tar.gz"
 out=$("$KREW_ROOT/bin/kubectl-freeze" version)

@@ -2,14 +2,15 @@
 # Build kubectl-freeze's release archives (one per platform of
 # krew/freeze.yaml) into DIST (default dist/), reproducibly (-trimpath, no
 # VCS stamp, fixed tar metadata, gzip -n), and write their sha256 into the
-# manifest (MANIFEST, default krew/freeze.yaml). Usage: krew/release.sh [DIST]
+# manifest (MANIFEST, default krew/freeze.yaml); PLATFORMS (os/arch ...)
+# limits the build. Usage: krew/release.sh [DIST]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dist=$(realpath -m "${1:-dist}")
 manifest=${MANIFEST:-krew/freeze.yaml}
 version=$(sed -n 's/^  version: //p' "$manifest")
 mkdir -p "$dist"
-for p in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do
+for p in ${PLATFORMS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64}; do
   os=${p%/*} arch=${p#*/} bin=kubectl-freeze
   [ "$os" = windows ] && bin=kubectl-freeze.exe
   stage=$(mktemp -d)
