@@ -139,7 +139,11 @@ func addAgent(ctx context.Context, c kubernetes.Interface, p *corev1.Pod, ec cor
 	}
 	_, err = c.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "ephemeralcontainers")
 	if err != nil {
-		return fmt.Errorf("add the ephemeral container %s to pod %s: %w", ec.Name, p.Name, err)
+		hint := ""
+		if strings.Contains(err.Error(), "privileged") {
+			hint = " (the agents must run privileged: the API server's --allow-privileged, or the namespace's Pod Security level, forbids it)"
+		}
+		return fmt.Errorf("add the ephemeral container %s to pod %s: %w%s", ec.Name, p.Name, err, hint)
 	}
 	return nil
 }

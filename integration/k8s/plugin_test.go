@@ -36,6 +36,7 @@ func TestKubectlFreezeV1(t *testing.T) {
 	n.scenario("PluginKilled", func(n *node) { n.pluginKilled(plugin) })
 	n.scenario("PluginRefusal", func(n *node) { n.pluginRefusal(plugin) })
 	n.scenario("PluginSharedPID", func(n *node) { n.pluginSharedPID(plugin) })
+	n.scenario("PluginLostNetwork", func(n *node) { n.pluginLostNetwork(plugin) })
 }
 
 // buildPlugin builds kubectl-freeze as the README says.
