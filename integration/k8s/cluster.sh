@@ -130,7 +130,7 @@ cg2_options() { # its superblock options, sorted, comma-separated
   m=$(cg2_mount)
   [ -n "$m" ] || return 0
   awk -v m="$m" '{ split($0, a, " - "); split(a[1], f, " "); if (f[5] == m) { split(a[2], g, " "); print g[3]; exit } }' /proc/self/mountinfo |
-    tr , '\n' | grep -vx -e rw -e ro -e seclabel | sort | paste -sd, -
+    tr , "\n" | { grep -vx -e rw -e ro -e seclabel || true; } | sort | paste -sd, -
 }
 # set_cg2_options OPTS: a cgroup2 mount made from the initial cgroup
 # namespace applies its options to the one superblock (turning nsdelegate on
@@ -478,7 +478,15 @@ down() {
       set_cg2_options "$want" || log "cannot restore the cgroup2 options '$want'"
     fi
   fi
-  # 7. What the components made outside the scratch directory.
+  # 7. What the components made outside the scratch directory: containerd
+  # 1.6 names the pods' network namespaces /run/netns/cni-<uuid> (bind
+  # mounts in the node's mount namespace, which is gone: the files remain).
+  local f
+  for f in /run/netns/cni-*; do
+    [ -e "$f" ] || continue
+    if awk -v s="$f" '$2 == s {found=1} END {exit !found}' /proc/self/mounts; then continue; fi
+    rm -f "$f"
+  done
   if [ -f "$S/outside-created" ]; then
     local d
     while read -r d; do
@@ -511,6 +519,14 @@ check() {
   if ip link show "$BRIDGE" >/dev/null 2>&1; then echo "bridge $BRIDGE exists"; bad=1; fi
   [ "$bad" = 0 ]
 }
+
+# Everything here touches cgroups and machine-wide settings (the cgroup2
+# options, sysctls): take the integration lock like the other suites, unless
+# the caller holds it (the Go harness sets CGFREEZE_ITEST_LOCKED=1).
+if [ "${CGFREEZE_ITEST_LOCKED:-}" != 1 ] && [ "${1:-}" != check ]; then
+  exec 8>>/tmp/cgfreeze-itest.lock
+  flock 8
+fi
 
 case ${1:-} in
   up) [ $# = 4 ] || die "usage: cluster.sh up v1|v2 BIN_DIR IMAGE_DIR"; up "$2" "$3" "$4" ;;

@@ -110,6 +110,37 @@ func (n *node) tmuxKeys(session string, keys ...string) {
 	}
 }
 
+// attachSettle is how long kubectl takes from its "If you don't see a
+// command prompt" line to streaming keys (it prints the line, then
+// attaches).
+const attachSettle = 2 * time.Second
+
+// tmuxAttached waits until kubectl on the terminal is attached. What the
+// agent printed before that is not on the terminal (a TTY has no replay):
+// agentLine reads it from the container's log.
+func (n *node) tmuxAttached(session string) {
+	n.t.Helper()
+	n.tmuxWaitFor(session, "If you don't see a command prompt", agentWait)
+	time.Sleep(attachSettle)
+}
+
+// agentLine waits for a line of the agent's log that starts with prefix.
+func (n *node) agentLine(pod, name, prefix string) string {
+	n.t.Helper()
+	var line string
+	n.waitFor(fmt.Sprintf("%q in the log of %s/%s", prefix, pod, name), agentWait, func() (bool, error) {
+		out, err := n.kubectl("logs", pod, "-c", name)
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+				line = strings.TrimSpace(l)
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%v; log: %q", err, tail(out, 500))
+	})
+	return line
+}
+
 // waitRC waits for the command started by tmuxRun to end and returns its
 // exit code.
 func (n *node) waitRC(rcFile string, limit time.Duration) int {
@@ -137,14 +168,15 @@ func (n *node) debugTTY(prof profile) {
 	id := n.containerID(pod, "app")
 	n.requireRunningApp(pod, "app")
 
-	cmd := fmt.Sprintf("%s debug -it pod/%s --image=%s --image-pull-policy=Never --target=app %s",
+	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("tty", cmd)
-	screen := n.tmuxWaitFor("tty", "frozen ", agentWait)
-	n.t.Logf("terminal:\n%s", strings.TrimSpace(screen))
-	if want := "strategy=" + prof.strategy[n.mode]; !strings.Contains(screen, want) {
+	line := n.agentLine(pod, "freeze-1", "frozen ")
+	n.t.Logf("agent: %s", line)
+	if want := "strategy=" + prof.strategy[n.mode]; !strings.Contains(line, want) {
 		n.t.Errorf("the frozen line does not say %s", want)
 	}
+	n.tmuxAttached("tty")
 	n.requireHostFrozen(id, true)
 	n.requireStopped(pod, "app")
 
@@ -152,7 +184,7 @@ func (n *node) debugTTY(prof profile) {
 	if code := n.waitRC(rc, 30*time.Second); code != 0 {
 		n.t.Errorf("kubectl debug -it exited %d after Ctrl-C, want 0; terminal:\n%s", code, n.tmuxScreen("tty"))
 	}
-	screen = n.tmuxScreen("tty")
+	screen := n.tmuxScreen("tty")
 	if !strings.Contains(screen, "thawed ") || !strings.Contains(screen, "reason=signal") {
 		n.t.Errorf("no thawed line with reason=signal on the terminal:\n%s", screen)
 	}
@@ -281,7 +313,8 @@ func (n *node) lostSession(prof profile) {
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("lost", cmd)
-	n.tmuxWaitFor("lost", "frozen ", agentWait)
+	n.agentLine(pod, "freeze-1", "frozen ")
+	n.tmuxAttached("lost")
 	pane, err := exec.Command("tmux", "-L", n.tmux, "list-panes", "-t", "lost", "-F", "#{pane_pid}").Output()
 	if err != nil {
 		n.t.Fatal(err)
@@ -305,7 +338,7 @@ func (n *node) lostSession(prof profile) {
 	n.t.Log("kubectl -it killed: the app stays frozen (documented)")
 
 	rc = n.tmuxRun("attach", fmt.Sprintf("%s attach -it pod/%s -c freeze-1", n.kubectlPath(), pod))
-	time.Sleep(3 * time.Second) // the attach's streams
+	n.tmuxAttached("attach")
 	n.tmuxKeys("attach", "C-c")
 	code := n.waitRC(rc, 30*time.Second)
 	n.t.Logf("kubectl attach -it and Ctrl-C: kubectl exited %d; terminal:\n%s", code, strings.TrimSpace(n.tmuxScreen("attach")))
