@@ -95,9 +95,9 @@ start() {
   local exe
   exe=$(readlink -f "$(command -v "$1")")
   if [ "$ns" = ns ]; then
-    setsid nsenter -t "$(pid_of keeper)" -m -- "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+    setsid nsenter -t "$(pid_of keeper)" -m -- "$@" >"$S/logs/$name.log" 2>&1 </dev/null 8>&- &
   else
-    setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+    setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null 8>&- &
   fi
   local pid=$!
   echo "$pid $exe" >"$S/pids/$name"
@@ -254,7 +254,7 @@ EOF
   if [ "$mode" = v2 ]; then
     mounts="mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup &&"
   fi
-  setsid unshare -m --propagation private -- sh -c "$mounts exec sleep infinity" </dev/null >"$S/logs/keeper.log" 2>&1 &
+  setsid unshare -m --propagation private -- sh -c "$mounts exec sleep infinity" </dev/null >"$S/logs/keeper.log" 2>&1 8>&- &
   echo "$! $(readlink -f "$(command -v sleep)")" >"$S/pids/keeper"
   local i
   for ((i = 0; i < 100; i++)); do
@@ -522,7 +522,9 @@ check() {
 
 # Everything here touches cgroups and machine-wide settings (the cgroup2
 # options, sysctls): take the integration lock like the other suites, unless
-# the caller holds it (the Go harness sets CGFREEZE_ITEST_LOCKED=1).
+# the caller holds it (the Go harness sets CGFREEZE_ITEST_LOCKED=1). The
+# daemons are started with fd 8 closed: one that inherited it would hold
+# the lock for as long as it runs.
 if [ "${CGFREEZE_ITEST_LOCKED:-}" != 1 ] && [ "${1:-}" != check ]; then
   exec 8>>/tmp/cgfreeze-itest.lock
   flock 8

@@ -19,6 +19,7 @@ import (
 // /kubepods): cgfreeze takes the freezer strategy.
 func TestKubernetesV1(t *testing.T) {
 	n := startNode(t, "v1")
+	n.scenario("Inside", func(n *node) { n.inside(sysadmin) })
 	n.scenario("DebugTTY", func(n *node) { n.debugTTY(sysadmin) })
 	n.scenario("JSONDuration", func(n *node) { n.jsonDuration(sysadmin) })
 	n.scenario("SharedPID", func(n *node) { n.sharedPID(sysadmin) })
@@ -43,6 +44,7 @@ func TestKubernetesV2(t *testing.T) {
 	}
 	caps := customCaps(t)
 	for _, prof := range []profile{caps, sysadmin} {
+		n.scenario("Inside/"+prof.name, func(n *node) { n.inside(prof) })
 		n.scenario("DebugTTY/"+prof.name, func(n *node) { n.debugTTY(prof) })
 		n.scenario("JSONDuration/"+prof.name, func(n *node) { n.jsonDuration(prof) })
 		n.scenario("SharedPID/"+prof.name, func(n *node) { n.sharedPID(prof) })
@@ -158,6 +160,27 @@ func (n *node) waitRC(rcFile string, limit time.Duration) int {
 }
 
 // ---------------------------------------------------------------- scenarios
+
+// inside records what a real ephemeral container sees (docs/kubernetes.md
+// quotes it): /proc/1/cgroup (the target's), its own cgroup, and the cgroup
+// mounts, from a busybox ephemeral container with the agent's profile.
+func (n *node) inside(prof profile) {
+	pod := n.podName("inside")
+	n.createPod(podSpec(pod, ticker, "", ""))
+	id := n.containerID(pod, "app")
+	a := append([]string{"debug", "pod/" + pod, "-c", "look", "--image=" + imageWorkload, "--image-pull-policy=Never", "--target=app"}, prof.flags...)
+	a = append(a, "--", "/bin/sh", "-c", `echo "/proc/1/cgroup:"; cat /proc/1/cgroup; echo "/proc/self/cgroup:"; cat /proc/self/cgroup; `+
+		`echo "cgroup mounts:"; grep -E 'cgroup|/sys/fs' /proc/self/mountinfo; echo "capabilities:"; grep Cap /proc/self/status`)
+	n.must(a...)
+	if code := n.agentExit(pod, "look", agentWait); code != 0 {
+		n.t.Errorf("the looking container exited %d", code)
+	}
+	out := n.must("logs", pod, "-c", "look")
+	n.t.Logf("%s node, %s profile, app container %s:\n%s", n.mode, prof.name, id[:12], out)
+	if !strings.Contains(out, id) {
+		n.t.Errorf("/proc/1/cgroup does not name the app container %s", id)
+	}
+}
 
 // debugTTY: the README's example, `kubectl debug -it ... --target=app
 // --profile=sysadmin` under a real terminal: the app stops printing, Ctrl-C
