@@ -286,7 +286,7 @@ EOF
   start controller-manager host "$bin/kube-controller-manager" --kubeconfig="$S/admin.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --service-account-private-key-file="$p/sa.key" \
     --root-ca-file="$p/ca.crt" --use-service-account-credentials=false --profiling=false \
-    --controllers='*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle'
+    --controllers='*,-nodeipam,-service,-route,-cloud-node-lifecycle'
   start scheduler host "$bin/kube-scheduler" --kubeconfig="$S/admin.kubeconfig" --bind-address=127.0.0.1 \
     --leader-elect=false --profiling=false
 
@@ -380,6 +380,8 @@ EOF
   start kubelet ns "$bin/kubelet" --config="$S/kubelet.yaml" --kubeconfig="$S/kubelet.kubeconfig" \
     --root-dir="$S/kubelet" --hostname-override="$node" --v=1
   wait_for "node $node Ready" sh -c "$k get node '$node' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  # The node lifecycle controller takes the not-ready taint off.
+  wait_for "node $node without taints" sh -c "[ -z \"\$($k get node '$node' -o jsonpath='{.spec.taints}')\" ]"
   wait_for "the default service account" $k -n default get serviceaccount default
   log "$mode cluster up: node $node, kubeconfig $S/admin.kubeconfig"
 }
