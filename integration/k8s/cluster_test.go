@@ -74,9 +74,22 @@ type node struct {
 	tmux       string
 }
 
-// takeLock takes the integration lock (flock, close-on-exec: no child
-// process inherits it) for the test's lifetime.
+// The integration lock, taken by the first cluster and held until the run
+// ends (TestMain releases it): the v1 and v2 clusters run back to back
+// without queueing twice behind the other suites.
+var lock struct {
+	sync.Mutex
+	f *os.File
+}
+
+// takeLock takes the integration lock (flock on a close-on-exec descriptor:
+// no child process inherits it) if this process does not hold it yet.
 func takeLock(t *testing.T) {
+	lock.Lock()
+	defer lock.Unlock()
+	if lock.f != nil {
+		return
+	}
 	f, err := os.OpenFile(itestLock, os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
 		t.Fatalf("opening %s: %v", itestLock, err)
@@ -86,18 +99,31 @@ func takeLock(t *testing.T) {
 	// the test, and it ends with the test binary.
 	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
 		t.Logf("waiting for %s (another suite holds it)", itestLock)
+		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
 		select {
 		case err := <-done:
 			if err != nil {
+				_ = f.Close()
 				t.Fatalf("taking %s: %v", itestLock, err)
 			}
 		case <-time.After(lockWait):
 			t.Fatalf("%s: not taken within %v", itestLock, lockWait)
 		}
+		timing("waiting for "+itestLock+" (not part of the suite's own time)", time.Since(start))
 	}
-	t.Cleanup(func() { _ = f.Close() })
+	lock.f = f
+}
+
+// releaseLock releases the integration lock at the end of the run.
+func releaseLock() {
+	lock.Lock()
+	defer lock.Unlock()
+	if lock.f != nil {
+		_ = lock.f.Close()
+		lock.f = nil
+	}
 }
 
 // startNode brings a cluster up for the test and tears it down when the test
