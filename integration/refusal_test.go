@@ -284,19 +284,16 @@ func (tg *target) leaveFrozen() int {
 	r := tg.start("")
 	r.waitEvent("frozen")
 	holder, holderProcess, supervisor := tg.holderPid(r), r.holderProcess(), r.cgfreezePid()
-	// Both die "at once": the holder, stopped first, cannot see its
-	// supervisor's death (it would thaw, as it must when the supervisor
-	// alone dies), and the supervisor dies before the holder.
-	if err := syscall.Kill(holderProcess, syscall.SIGSTOP); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := syscall.Kill(supervisor, syscall.SIGKILL); err != nil {
+	// Both die at once, by one kill(2) of their process group (the
+	// run's, with its wrapper if any): a holder that outlived its
+	// supervisor would thaw, as it must when the supervisor alone dies.
+	// (Stopping the holder first does not do: the supervisor's death
+	// orphans the group, and the kernel sends its stopped members SIGHUP
+	// and SIGCONT.)
+	if err := syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}
 	h.waitGone("the killed supervisor", supervisor)
-	if err := syscall.Kill(holderProcess, syscall.SIGKILL); err != nil {
-		h.t.Fatal(err)
-	}
 	h.waitGone("the killed holder", holderProcess)
 	select {
 	case <-r.exited:

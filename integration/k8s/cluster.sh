@@ -95,9 +95,9 @@ start() {
   local exe
   exe=$(readlink -f "$(command -v "$1")")
   if [ "$ns" = ns ]; then
-    setsid nsenter -t "$(pid_of keeper)" -m -- "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+    setsid nsenter -t "$(pid_of keeper)" -m -- "$@" >"$S/logs/$name.log" 2>&1 </dev/null 8>&- &
   else
-    setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+    setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null 8>&- &
   fi
   local pid=$!
   echo "$pid $exe" >"$S/pids/$name"
@@ -130,7 +130,7 @@ cg2_options() { # its superblock options, sorted, comma-separated
   m=$(cg2_mount)
   [ -n "$m" ] || return 0
   awk -v m="$m" '{ split($0, a, " - "); split(a[1], f, " "); if (f[5] == m) { split(a[2], g, " "); print g[3]; exit } }' /proc/self/mountinfo |
-    tr , '\n' | grep -vx -e rw -e ro -e seclabel | sort | paste -sd, -
+    tr , "\n" | { grep -vx -e rw -e ro -e seclabel || true; } | sort | paste -sd, -
 }
 # set_cg2_options OPTS: a cgroup2 mount made from the initial cgroup
 # namespace applies its options to the one superblock (turning nsdelegate on
@@ -254,7 +254,7 @@ EOF
   if [ "$mode" = v2 ]; then
     mounts="mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup &&"
   fi
-  setsid unshare -m --propagation private -- sh -c "$mounts exec sleep infinity" </dev/null >"$S/logs/keeper.log" 2>&1 &
+  setsid unshare -m --propagation private -- sh -c "$mounts exec sleep infinity" </dev/null >"$S/logs/keeper.log" 2>&1 8>&- &
   echo "$! $(readlink -f "$(command -v sleep)")" >"$S/pids/keeper"
   local i
   for ((i = 0; i < 100; i++)); do
@@ -286,7 +286,7 @@ EOF
   start controller-manager host "$bin/kube-controller-manager" --kubeconfig="$S/admin.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --service-account-private-key-file="$p/sa.key" \
     --root-ca-file="$p/ca.crt" --use-service-account-credentials=false --profiling=false \
-    --controllers='*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle'
+    --controllers='*,-nodeipam,-service,-route,-cloud-node-lifecycle'
   start scheduler host "$bin/kube-scheduler" --kubeconfig="$S/admin.kubeconfig" --bind-address=127.0.0.1 \
     --leader-elect=false --profiling=false
 
@@ -380,6 +380,8 @@ EOF
   start kubelet ns "$bin/kubelet" --config="$S/kubelet.yaml" --kubeconfig="$S/kubelet.kubeconfig" \
     --root-dir="$S/kubelet" --hostname-override="$node" --v=1
   wait_for "node $node Ready" sh -c "$k get node '$node' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  # The node lifecycle controller takes the not-ready taint off.
+  wait_for "node $node without taints" sh -c "[ -z \"\$($k get node '$node' -o jsonpath='{.spec.taints}')\" ]"
   wait_for "the default service account" $k -n default get serviceaccount default
   log "$mode cluster up: node $node, kubeconfig $S/admin.kubeconfig"
 }
@@ -478,7 +480,15 @@ down() {
       set_cg2_options "$want" || log "cannot restore the cgroup2 options '$want'"
     fi
   fi
-  # 7. What the components made outside the scratch directory.
+  # 7. What the components made outside the scratch directory: containerd
+  # 1.6 names the pods' network namespaces /run/netns/cni-<uuid> (bind
+  # mounts in the node's mount namespace, which is gone: the files remain).
+  local f
+  for f in /run/netns/cni-*; do
+    [ -e "$f" ] || continue
+    if awk -v s="$f" '$2 == s {found=1} END {exit !found}' /proc/self/mounts; then continue; fi
+    rm -f "$f"
+  done
   if [ -f "$S/outside-created" ]; then
     local d
     while read -r d; do
@@ -511,6 +521,16 @@ check() {
   if ip link show "$BRIDGE" >/dev/null 2>&1; then echo "bridge $BRIDGE exists"; bad=1; fi
   [ "$bad" = 0 ]
 }
+
+# Everything here touches cgroups and machine-wide settings (the cgroup2
+# options, sysctls): take the integration lock like the other suites, unless
+# the caller holds it (the Go harness sets CGFREEZE_ITEST_LOCKED=1). The
+# daemons are started with fd 8 closed: one that inherited it would hold
+# the lock for as long as it runs.
+if [ "${CGFREEZE_ITEST_LOCKED:-}" != 1 ] && [ "${1:-}" != check ]; then
+  exec 8>>/tmp/cgfreeze-itest.lock
+  flock 8
+fi
 
 case ${1:-} in
   up) [ $# = 4 ] || die "usage: cluster.sh up v1|v2 BIN_DIR IMAGE_DIR"; up "$2" "$3" "$4" ;;

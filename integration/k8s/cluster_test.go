@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,6 +53,7 @@ func teardownNow() {
 		return
 	}
 	cmd := exec.Command("bash", clusterScript, "down")
+	cmd.Env = append(os.Environ(), "CGFREEZE_ITEST_LOCKED=1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "k8s: cluster.sh down: %v\n", err)
@@ -74,31 +74,56 @@ type node struct {
 	tmux       string
 }
 
-// takeLock takes the integration lock (flock, close-on-exec: no child
-// process inherits it) for the test's lifetime.
+// The integration lock, taken by the first cluster and held until the run
+// ends (TestMain releases it): the v1 and v2 clusters run back to back
+// without queueing twice behind the other suites.
+var lock struct {
+	sync.Mutex
+	f *os.File
+}
+
+// takeLock takes the integration lock (flock on a close-on-exec descriptor:
+// no child process inherits it) if this process does not hold it yet.
 func takeLock(t *testing.T) {
+	lock.Lock()
+	defer lock.Unlock()
+	if lock.f != nil {
+		return
+	}
 	f, err := os.OpenFile(itestLock, os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
 		t.Fatalf("opening %s: %v", itestLock, err)
 	}
-	deadline := time.Now().Add(lockWait)
-	logged := false
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
+	// A blocking flock: the kernel queues the waiters (polling with LOCK_NB
+	// loses to them). The goroutine is left behind only when the wait fails
+	// the test, and it ends with the test binary.
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		t.Logf("waiting for %s (another suite holds it)", itestLock)
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				_ = f.Close()
+				t.Fatalf("taking %s: %v", itestLock, err)
+			}
+		case <-time.After(lockWait):
+			t.Fatalf("%s: not taken within %v", itestLock, lockWait)
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			_ = f.Close()
-			t.Fatalf("taking %s (waited up to %v): %v", itestLock, lockWait, err)
-		}
-		if !logged {
-			t.Logf("waiting for %s (another suite holds it)", itestLock)
-			logged = true
-		}
-		time.Sleep(time.Second)
+		timing("waiting for "+itestLock+" (not part of the suite's own time)", time.Since(start))
 	}
-	t.Cleanup(func() { _ = f.Close() })
+	lock.f = f
+}
+
+// releaseLock releases the integration lock at the end of the run.
+func releaseLock() {
+	lock.Lock()
+	defer lock.Unlock()
+	if lock.f != nil {
+		_ = lock.f.Close()
+		lock.f = nil
+	}
 }
 
 // startNode brings a cluster up for the test and tears it down when the test
@@ -128,7 +153,7 @@ func startNode(t *testing.T, mode string) *node {
 		}
 	})
 	cmd := exec.Command("bash", clusterScript, "up", mode, binDir, imageDir)
-	cmd.Env = append(os.Environ(), "CGFREEZE_K8S_RUNC_WRAPPER="+runcWrapper, "CGFREEZE_K8S_SCRATCH="+scratch)
+	cmd.Env = append(os.Environ(), "CGFREEZE_K8S_RUNC_WRAPPER="+runcWrapper, "CGFREEZE_K8S_SCRATCH="+scratch, "CGFREEZE_ITEST_LOCKED=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("cluster.sh up %s: %v\n%s", mode, err, tail(string(out), 4000))

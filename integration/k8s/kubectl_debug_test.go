@@ -19,6 +19,7 @@ import (
 // /kubepods): cgfreeze takes the freezer strategy.
 func TestKubernetesV1(t *testing.T) {
 	n := startNode(t, "v1")
+	n.scenario("Inside", func(n *node) { n.inside(sysadmin) })
 	n.scenario("DebugTTY", func(n *node) { n.debugTTY(sysadmin) })
 	n.scenario("JSONDuration", func(n *node) { n.jsonDuration(sysadmin) })
 	n.scenario("SharedPID", func(n *node) { n.sharedPID(sysadmin) })
@@ -43,6 +44,7 @@ func TestKubernetesV2(t *testing.T) {
 	}
 	caps := customCaps(t)
 	for _, prof := range []profile{caps, sysadmin} {
+		n.scenario("Inside/"+prof.name, func(n *node) { n.inside(prof) })
 		n.scenario("DebugTTY/"+prof.name, func(n *node) { n.debugTTY(prof) })
 		n.scenario("JSONDuration/"+prof.name, func(n *node) { n.jsonDuration(prof) })
 		n.scenario("SharedPID/"+prof.name, func(n *node) { n.sharedPID(prof) })
@@ -110,6 +112,37 @@ func (n *node) tmuxKeys(session string, keys ...string) {
 	}
 }
 
+// attachSettle is how long kubectl takes from its "If you don't see a
+// command prompt" line to streaming keys (it prints the line, then
+// attaches).
+const attachSettle = 2 * time.Second
+
+// tmuxAttached waits until kubectl on the terminal is attached. What the
+// agent printed before that is not on the terminal (a TTY has no replay):
+// agentLine reads it from the container's log.
+func (n *node) tmuxAttached(session string) {
+	n.t.Helper()
+	n.tmuxWaitFor(session, "If you don't see a command prompt", agentWait)
+	time.Sleep(attachSettle)
+}
+
+// agentLine waits for a line of the agent's log that starts with prefix.
+func (n *node) agentLine(pod, name, prefix string) string {
+	n.t.Helper()
+	var line string
+	n.waitFor(fmt.Sprintf("%q in the log of %s/%s", prefix, pod, name), agentWait, func() (bool, error) {
+		out, err := n.kubectl("logs", pod, "-c", name)
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+				line = strings.TrimSpace(l)
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%v; log: %q", err, tail(out, 500))
+	})
+	return line
+}
+
 // waitRC waits for the command started by tmuxRun to end and returns its
 // exit code.
 func (n *node) waitRC(rcFile string, limit time.Duration) int {
@@ -128,6 +161,27 @@ func (n *node) waitRC(rcFile string, limit time.Duration) int {
 
 // ---------------------------------------------------------------- scenarios
 
+// inside records what a real ephemeral container sees (docs/kubernetes.md
+// quotes it): /proc/1/cgroup (the target's), its own cgroup, and the cgroup
+// mounts, from a busybox ephemeral container with the agent's profile.
+func (n *node) inside(prof profile) {
+	pod := n.podName("inside")
+	n.createPod(podSpec(pod, ticker, "", ""))
+	id := n.containerID(pod, "app")
+	a := append([]string{"debug", "pod/" + pod, "-c", "look", "--image=" + imageWorkload, "--image-pull-policy=Never", "--target=app"}, prof.flags...)
+	a = append(a, "--", "/bin/sh", "-c", `echo "/proc/1/cgroup:"; cat /proc/1/cgroup; echo "/proc/self/cgroup:"; cat /proc/self/cgroup; `+
+		`echo "cgroup mounts:"; grep -E 'cgroup|/sys/fs' /proc/self/mountinfo; echo "capabilities:"; grep Cap /proc/self/status`)
+	n.must(a...)
+	if code := n.agentExit(pod, "look", agentWait); code != 0 {
+		n.t.Errorf("the looking container exited %d", code)
+	}
+	out := n.must("logs", pod, "-c", "look")
+	n.t.Logf("%s node, %s profile, app container %s:\n%s", n.mode, prof.name, id[:12], out)
+	if !strings.Contains(out, id) {
+		n.t.Errorf("/proc/1/cgroup does not name the app container %s", id)
+	}
+}
+
 // debugTTY: the README's example, `kubectl debug -it ... --target=app
 // --profile=sysadmin` under a real terminal: the app stops printing, Ctrl-C
 // thaws it, kubectl exits 0.
@@ -137,14 +191,15 @@ func (n *node) debugTTY(prof profile) {
 	id := n.containerID(pod, "app")
 	n.requireRunningApp(pod, "app")
 
-	cmd := fmt.Sprintf("%s debug -it pod/%s --image=%s --image-pull-policy=Never --target=app %s",
+	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("tty", cmd)
-	screen := n.tmuxWaitFor("tty", "frozen ", agentWait)
-	n.t.Logf("terminal:\n%s", strings.TrimSpace(screen))
-	if want := "strategy=" + prof.strategy[n.mode]; !strings.Contains(screen, want) {
+	line := n.agentLine(pod, "freeze-1", "frozen ")
+	n.t.Logf("agent: %s", line)
+	if want := "strategy=" + prof.strategy[n.mode]; !strings.Contains(line, want) {
 		n.t.Errorf("the frozen line does not say %s", want)
 	}
+	n.tmuxAttached("tty")
 	n.requireHostFrozen(id, true)
 	n.requireStopped(pod, "app")
 
@@ -152,7 +207,7 @@ func (n *node) debugTTY(prof profile) {
 	if code := n.waitRC(rc, 30*time.Second); code != 0 {
 		n.t.Errorf("kubectl debug -it exited %d after Ctrl-C, want 0; terminal:\n%s", code, n.tmuxScreen("tty"))
 	}
-	screen = n.tmuxScreen("tty")
+	screen := n.tmuxScreen("tty")
 	if !strings.Contains(screen, "thawed ") || !strings.Contains(screen, "reason=signal") {
 		n.t.Errorf("no thawed line with reason=signal on the terminal:\n%s", screen)
 	}
@@ -281,7 +336,8 @@ func (n *node) lostSession(prof profile) {
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("lost", cmd)
-	n.tmuxWaitFor("lost", "frozen ", agentWait)
+	n.agentLine(pod, "freeze-1", "frozen ")
+	n.tmuxAttached("lost")
 	pane, err := exec.Command("tmux", "-L", n.tmux, "list-panes", "-t", "lost", "-F", "#{pane_pid}").Output()
 	if err != nil {
 		n.t.Fatal(err)
@@ -305,7 +361,7 @@ func (n *node) lostSession(prof profile) {
 	n.t.Log("kubectl -it killed: the app stays frozen (documented)")
 
 	rc = n.tmuxRun("attach", fmt.Sprintf("%s attach -it pod/%s -c freeze-1", n.kubectlPath(), pod))
-	time.Sleep(3 * time.Second) // the attach's streams
+	n.tmuxAttached("attach")
 	n.tmuxKeys("attach", "C-c")
 	code := n.waitRC(rc, 30*time.Second)
 	n.t.Logf("kubectl attach -it and Ctrl-C: kubectl exited %d; terminal:\n%s", code, strings.TrimSpace(n.tmuxScreen("attach")))

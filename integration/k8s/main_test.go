@@ -143,6 +143,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "k8s: left behind after the run:\n%s", out)
 		code = 1
 	}
+	releaseLock()
 	timingsMu.Lock()
 	fmt.Fprintf(os.Stderr, "k8s: timings:\n  %s\n", strings.Join(timings, "\n  "))
 	timingsMu.Unlock()
