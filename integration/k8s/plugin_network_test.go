@@ -113,7 +113,7 @@ func (n *node) pluginLostNetwork(plugin string) {
 	}
 	defer bh.close()
 	r := n.startPlugin(plugin, "deployment/"+name, "--server=https://"+bh.ln.Addr().String())
-	r.waitFrozen(pods, allFrozenWait)
+	r.waitFrozen(pods)
 	n.requireStopped(pods[0], "app")
 	tick, err := n.lastTick(pods[0], "app")
 	if err != nil {

@@ -132,9 +132,9 @@ func (r *pluginRun) stderrText() string {
 
 // waitFrozen collects events until each of pods had its frozen event,
 // and returns them by pod.
-func (r *pluginRun) waitFrozen(pods []string, limit time.Duration) map[string]pluginEvent {
+func (r *pluginRun) waitFrozen(pods []string) map[string]pluginEvent {
 	r.n.t.Helper()
-	const name = "frozen"
+	const name, limit = "frozen", allFrozenWait
 	got := map[string]pluginEvent{}
 	deadline := time.After(limit)
 	for len(got) < len(pods) {
@@ -242,7 +242,7 @@ func (n *node) pluginDeployment(plugin string) {
 	pods := n.createWorker(name, 3)
 	start := time.Now()
 	r := n.startPlugin(plugin, "deployment/"+name)
-	frozen := r.waitFrozen(pods, allFrozenWait)
+	frozen := r.waitFrozen(pods)
 	n.t.Logf("all %d replicas frozen %v after the plugin started", len(pods), time.Since(start).Round(time.Millisecond))
 	for _, p := range pods {
 		e := frozen[p]
@@ -301,7 +301,7 @@ func (n *node) pluginKilled(plugin string) {
 	name := n.podName("worker")
 	pods := n.createWorker(name, 3)
 	r := n.startPlugin(plugin, "deployment/"+name)
-	r.waitFrozen(pods, allFrozenWait)
+	r.waitFrozen(pods)
 	n.requireStopped(pods[0], "app")
 	ticks := map[string]int{}
 	for _, p := range pods {
@@ -329,7 +329,7 @@ func (n *node) pluginRefusal(plugin string) {
 	name := n.podName("worker")
 	pods := n.createWorker(name, 3)
 	first := n.startPlugin(plugin, "pod/"+pods[0])
-	first.waitFrozen(pods[:1], allFrozenWait)
+	first.waitFrozen(pods[:1])
 	r := n.startPlugin(plugin, "deployment/"+name)
 	code, _ := r.wait(allFrozenWait + pluginExitWait)
 	stderr := r.stderrText()
@@ -357,7 +357,7 @@ func (n *node) pluginSharedPID(plugin string) {
 	pod := n.podName("shared")
 	n.createPod(podSpec(pod, ticker, "  shareProcessNamespace: true", ""))
 	r := n.startPlugin(plugin, pod)
-	r.waitFrozen([]string{pod}, allFrozenWait)
+	r.waitFrozen([]string{pod})
 	n.requireStopped(pod, "app")
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	if code, _ := r.wait(pluginExitWait); code != 0 {
