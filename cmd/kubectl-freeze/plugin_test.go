@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -257,13 +259,15 @@ type pluginRun struct {
 	stdout, stderr *syncBuffer
 	sigs           chan os.Signal
 	code           chan int
+	client         *fake.Clientset
 }
 
 func startPlugin(t *testing.T, c runtime.Object, agents *fakeAgents, objs []runtime.Object, args ...string) *pluginRun {
 	t.Helper()
 	_ = c
 	r := &pluginRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}, sigs: make(chan os.Signal, 2), code: make(chan int, 1)}
-	hooks := &testHooks{client: fakeCluster(objs...), attach: agents}
+	r.client = fakeCluster(objs...)
+	hooks := &testHooks{client: r.client, attach: agents}
 	go func() { r.code <- run(append(args, "-n", testNS), r.stdout, r.stderr, r.sigs, hooks) }()
 	return r
 }
@@ -429,5 +433,46 @@ func TestStatusReadOnly(t *testing.T) {
 		if v := a.GetVerb(); v != "get" && v != "list" {
 			t.Errorf("status made a %s of %s", v, a.GetResource().Resource)
 		}
+	}
+}
+
+// A replica that appears while holding is reported; with --follow it is
+// frozen too, and thawed with the others.
+func TestFollow(t *testing.T) {
+	for _, follow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			agents := newFakeAgents()
+			args := []string{"deployment/worker", "--image", "img"}
+			if follow {
+				args = append(args, "--follow")
+			}
+			r := startPlugin(t, nil, agents, workerObjects(1), args...)
+			agents.waitFrozen(t, 1)
+			p := runningPod("worker-new", map[string]string{"app": "worker"}, "app")
+			if _, err := r.client.CoreV1().Pods(testNS).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if follow {
+				agents.waitFrozen(t, 1)
+			} else {
+				deadline := time.Now().Add(3 * followEvery)
+				for !strings.Contains(r.stdout.String(), "pod/worker-new appeared while holding: not frozen") {
+					if time.Now().After(deadline) {
+						t.Fatalf("the new pod was not reported within %v:\n%s", 3*followEvery, r.stdout)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			r.sigs <- syscall.SIGTERM
+			if code := r.wait(t); code != exitOK {
+				t.Errorf("exit %d, want 0\nstderr:\n%s", code, r.stderr)
+			}
+			if got := agents.get(agents.thawed, "worker-new"); got != follow {
+				t.Errorf("the new pod frozen and thawed: %v, want %v\n%s", got, follow, r.stdout)
+			}
+			if !agents.get(agents.thawed, "worker-a") {
+				t.Errorf("worker-a not thawed")
+			}
+		})
 	}
 }
