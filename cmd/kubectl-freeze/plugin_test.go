@@ -262,9 +262,8 @@ type pluginRun struct {
 	client         *fake.Clientset
 }
 
-func startPlugin(t *testing.T, c runtime.Object, agents *fakeAgents, objs []runtime.Object, args ...string) *pluginRun {
+func startPlugin(t *testing.T, agents *fakeAgents, objs []runtime.Object, args ...string) *pluginRun {
 	t.Helper()
-	_ = c
 	r := &pluginRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}, sigs: make(chan os.Signal, 2), code: make(chan int, 1)}
 	r.client = fakeCluster(objs...)
 	hooks := &testHooks{client: r.client, attach: agents}
@@ -296,7 +295,7 @@ func workerObjects(n int) []runtime.Object {
 // event waited for, exit 0; -o json passes each event with its pod.
 func TestFreezeAllThenSignal(t *testing.T) {
 	agents := newFakeAgents()
-	r := startPlugin(t, nil, agents, workerObjects(3), "deployment/worker", "-o", "json", "--image", "img")
+	r := startPlugin(t, agents, workerObjects(3), "deployment/worker", "-o", "json", "--image", "img")
 	agents.waitFrozen(t, 3)
 	time.Sleep(100 * time.Millisecond)
 	for _, p := range []string{"worker-a", "worker-b", "worker-c"} {
@@ -340,7 +339,7 @@ func TestFreezeAllThenSignal(t *testing.T) {
 func TestAllOrNothing(t *testing.T) {
 	agents := newFakeAgents()
 	agents.behaviour["worker-b"] = agentBehaviour{refuse: contract.ExitAlreadyFrozen, delay: 300 * time.Millisecond}
-	r := startPlugin(t, nil, agents, workerObjects(3), "deployment/worker", "--image", "img")
+	r := startPlugin(t, agents, workerObjects(3), "deployment/worker", "--image", "img")
 	code := r.wait(t)
 	if code != exitFailed {
 		t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, r.stdout, r.stderr)
@@ -362,7 +361,7 @@ func TestAllOrNothing(t *testing.T) {
 func TestAllowPartial(t *testing.T) {
 	agents := newFakeAgents()
 	agents.behaviour["worker-b"] = agentBehaviour{refuse: contract.ExitAlreadyFrozen}
-	r := startPlugin(t, nil, agents, workerObjects(3), "deployment/worker", "--image", "img", "--allow-partial")
+	r := startPlugin(t, agents, workerObjects(3), "deployment/worker", "--image", "img", "--allow-partial")
 	agents.waitFrozen(t, 2)
 	time.Sleep(300 * time.Millisecond)
 	for _, p := range []string{"worker-a", "worker-c"} {
@@ -446,7 +445,7 @@ func TestFollow(t *testing.T) {
 			if follow {
 				args = append(args, "--follow")
 			}
-			r := startPlugin(t, nil, agents, workerObjects(1), args...)
+			r := startPlugin(t, agents, workerObjects(1), args...)
 			agents.waitFrozen(t, 1)
 			p := runningPod("worker-new", map[string]string{"app": "worker"}, "app")
 			if _, err := r.client.CoreV1().Pods(testNS).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
