@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -473,5 +474,28 @@ func TestFollow(t *testing.T) {
 				t.Errorf("worker-a not thawed")
 			}
 		})
+	}
+}
+
+// Every flag of every command is in docs/kubectl-freeze.md.
+func TestFlagsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/kubectl-freeze.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"freeze", "status", "thaw"} {
+		var out, errb syncBuffer
+		if code := run([]string{cmd, "--help"}, &out, &errb, nil, nil); code != exitOK {
+			t.Fatalf("%s --help: exit %d: %s", cmd, code, errb.String())
+		}
+		flags := regexp.MustCompile(`(?m)^\s+(?:-\w, )?(--[a-z-]+)`).FindAllStringSubmatch(out.String(), -1)
+		if len(flags) < 20 {
+			t.Fatalf("kubectl freeze %s --help lists only %d flags: %q", cmd, len(flags), out.String())
+		}
+		for _, m := range flags {
+			if !strings.Contains(string(doc), "`"+m[1]) && !strings.Contains(string(doc), ", "+m[1]+"`") {
+				t.Errorf("kubectl freeze %s: %s is not in docs/kubectl-freeze.md", cmd, m[1])
+			}
+		}
 	}
 }
