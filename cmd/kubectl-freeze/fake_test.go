@@ -79,6 +79,9 @@ type agentBehaviour struct {
 	refuse int
 	// delay before it answers the start.
 	delay time.Duration
+	// attachErr: the attach fails at once (an API server or kubelet that
+	// refuses it), before anything is read.
+	attachErr error
 }
 
 // fakeAgents plays cgfreeze behind the attach stream: "waiting" is in
@@ -105,6 +108,9 @@ func (f *fakeAgents) Attach(ctx context.Context, ns, pod, container string, stdi
 	b := f.behaviour[pod]
 	f.attaches[pod]++
 	f.mu.Unlock()
+	if b.attachErr != nil {
+		return b.attachErr
+	}
 	if !strings.HasPrefix(container, AgentPrefix) {
 		return fmt.Errorf("attach to %q, not an agent", container)
 	}

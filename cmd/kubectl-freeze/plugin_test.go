@@ -499,3 +499,22 @@ func TestFlagsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// An attach that fails before the start word is read is a failure of that
+// pod (its agent never freezes): all or nothing thaws the others, exit 1.
+func TestAttachFails(t *testing.T) {
+	agents := newFakeAgents()
+	agents.behaviour["worker-b"] = agentBehaviour{attachErr: errors.New("pods/attach is forbidden")}
+	r := startPlugin(t, agents, workerObjects(3), "deployment/worker", "--image", "img")
+	if code := r.wait(t); code != exitFailed {
+		t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, r.stdout, r.stderr)
+	}
+	for _, p := range []string{"worker-a", "worker-c"} {
+		if agents.get(agents.frozen, p) && !agents.get(agents.thawed, p) {
+			t.Errorf("%s frozen and not thawed", p)
+		}
+	}
+	if !strings.Contains(r.stderr.String(), "pods/attach is forbidden") || !strings.Contains(r.stderr.String(), "never got the word") {
+		t.Errorf("stderr does not say why worker-b failed:\n%s", r.stderr)
+	}
+}

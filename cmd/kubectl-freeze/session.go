@@ -79,6 +79,7 @@ type session struct {
 
 	mu       sync.Mutex
 	stopped  bool
+	said     bool // the start word reached the attach stream's stdin
 	stdinW   *io.PipeWriter
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -252,6 +253,15 @@ func (s *session) attachAndHold(ctx context.Context) {
 	if e := strings.TrimSpace(stderr.String()); e != "" {
 		msg += " (agent: " + lastLine(e) + ")"
 	}
+	s.mu.Lock()
+	said := s.said
+	s.mu.Unlock()
+	if !said {
+		// The word never left: the agent cannot have frozen anything,
+		// and its start gate ends it.
+		s.fail(stateFailed, fmt.Errorf("%s; it never got the word to freeze and ends by itself within %v", msg, StartTimeout), nil)
+		return
+	}
 	s.fail(stateLost, errors.New(msg+"; the agent thaws when its stdin closes (stdinOnce) or after the heartbeat bound; see kubectl freeze status"), nil)
 }
 
@@ -261,6 +271,9 @@ func (s *session) speak(pw *io.PipeWriter) {
 	if _, err := pw.Write([]byte("start\n")); err != nil {
 		return
 	}
+	s.mu.Lock()
+	s.said = true
+	s.mu.Unlock()
 	s.send(update{state: stateFreezing})
 	t := time.NewTicker(HeartbeatEvery)
 	defer t.Stop()
