@@ -139,6 +139,7 @@ type config struct {
 	cgMount   string
 	leases    []string
 	drop      dropConfig
+	gate      gateConfig
 
 	// issue 3: the target by container ID, and whether --pid was given
 	// (the default PID 1 is checked for being a workload).
@@ -156,10 +157,12 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
 	var leases []string
 	checkDrop := func() []string { return nil }
+	checkGate := func([]string) []string { return nil }
 	if cmd == "freeze" || cmd == holdCommand {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
 		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
 		checkDrop = dropFlags(fs, &c.drop)
+		checkGate = gateFlags(fs, &c.gate)
 	}
 	switch cmd {
 	case "freeze", holdCommand:
@@ -219,6 +222,7 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		c.leases = l
 	}
 	bad = append(bad, checkDrop()...)
+	bad = append(bad, checkGate(c.leases)...)
 	if len(bad) > 0 {
 		fmt.Fprintf(stderr, "cgfreeze: %s (see cgfreeze %s --help)\n", strings.Join(bad, "; "), cmd)
 		return c, exitUsage, false

@@ -142,7 +142,8 @@ func TestHelpMentionsDocumentedFlags(t *testing.T) {
 		t.Fatalf("found only %d flags in docs/usage.md: %q", len(flags), flags)
 	}
 	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}, "--lease": {"freeze"},
-		"--drop-connections": {"freeze"}, "--drop-local-port": {"freeze"}, "--drop-remote-port": {"freeze"}, "--drop-direction": {"freeze"}}
+		"--drop-connections": {"freeze"}, "--drop-local-port": {"freeze"}, "--drop-remote-port": {"freeze"}, "--drop-direction": {"freeze"},
+		"--start-timeout": {"freeze"}, "--heartbeat": {"freeze"}}
 	for _, cmd := range []string{"freeze", "thaw", "status"} {
 		_, help, _ := runCapture(t, cmd, "--help")
 		for _, f := range flags {
@@ -400,7 +401,7 @@ func TestMissingContainer(t *testing.T) {
 func TestHolderArgsRoundTrip(t *testing.T) {
 	args := []string{"--cgroup-version", "2", "-d", "90s", "--timeout", "7s", "-o", "json",
 		"--log-level", "debug", "--log-format", "json", "--proc", "/p", "--sys-cgroup", "/s",
-		"--cgroup-mount", "/m", "--lease", "stdin,parent",
+		"--cgroup-mount", "/m", "--lease", "stdin,parent", "--start-timeout", "45s", "--heartbeat", "30s",
 		"--drop-connections=required", "--drop-local-port", "80,8000-8100", "--drop-remote-port", "5672", "--drop-direction", "outbound"}
 	var stdout, stderr strings.Builder
 	sup, code, ok := parseFlags("freeze", args, &stdout, &stderr)

@@ -40,6 +40,7 @@ func holderArgs(c config) []string {
 	if len(leases) > 0 {
 		args = append(args, "--lease="+strings.Join(leases, ","))
 	}
+	args = append(args, gateArgs(c.gate)...)
 	if d := c.drop; d.mode != agent.DropOff {
 		args = append(args, "--drop-connections="+d.mode, "--drop-local-port="+d.localPorts,
 			"--drop-remote-port="+d.remotePorts, "--drop-direction="+d.direction)
@@ -144,6 +145,7 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 		}
 	}()
 	cfg := agent.HolderConfig{Duration: c.duration, Timeout: c.timeout, Log: log, Events: ev,
+		StartTimeout: c.gate.startTimeout, Heartbeat: c.gate.heartbeat,
 		Drop: agent.DropConfig{Mode: c.drop.mode, Filter: c.drop.filter, ProcRoot: c.procRoot, Explain: explainDrop}}
 	for _, l := range c.leases {
 		if l == agent.LeaseStdin {

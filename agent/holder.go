@@ -135,8 +135,13 @@ type HolderConfig struct {
 	Timeout time.Duration
 	// Stdin, when not nil, is a lease: its EOF ends the hold.
 	Stdin io.Reader
-	Drop  DropConfig
-	Log   zerolog.Logger
+	// StartTimeout, with Stdin: freeze only once a byte arrived on stdin,
+	// and end with ExitNotStarted, nothing changed, when none came within
+	// this long (0: no gate). Heartbeat, with Stdin: thaw when no byte
+	// arrives for longer than this (0: none). gate.go.
+	StartTimeout, Heartbeat time.Duration
+	Drop                    DropConfig
+	Log                     zerolog.Logger
 	// Events receives the events; its Gone ends the hold (output_closed).
 	Events *Writer
 }
@@ -166,7 +171,11 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 	ctx, end := context.WithCancelCause(context.Background())
 	defer end(nil)
 	leases := make(chan string, 1)
-	if cfg.Stdin != nil {
+	var words *stdinWatch
+	switch {
+	case cfg.Stdin != nil && (cfg.StartTimeout > 0 || cfg.Heartbeat > 0):
+		words = watchStdinWords(cfg.Stdin, leases)
+	case cfg.Stdin != nil:
 		go watchStdin(cfg.Stdin, leases)
 	}
 	var gone <-chan struct{}
@@ -185,6 +194,15 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 		case <-ctx.Done():
 		}
 	}()
+
+	if words != nil && cfg.StartTimeout > 0 {
+		if code, ok := awaitStart(ctx, cfg, words, t); !ok {
+			return code, nil
+		}
+	}
+	if words != nil && cfg.Heartbeat > 0 {
+		go watchHeartbeat(ctx, leases, words, cfg.Heartbeat)
+	}
 
 	freezeCtx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("the freeze took longer than its timeout %v", cfg.Timeout))
 	defer cancel()

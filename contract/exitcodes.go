@@ -22,6 +22,7 @@ const (
 	ExitThawedByOther  = 14
 	ExitOutputClosed   = 15
 	ExitSupervisorGone = 16
+	// ExitNotStarted = 17: gate.go.
 )
 
 // ExitCode is one exit code and what it means.
@@ -50,4 +51,5 @@ var ExitCodes = []ExitCode{
 	{ExitThawedByOther, "thawed_by_other", "the target's owner or runtime thawed it during the hold"},
 	{ExitOutputClosed, "output_closed", "stdout was closed (the caller is gone); the target was thawed first"},
 	{ExitSupervisorGone, "supervisor_gone", "the holder's supervisor died; the holder thawed the target and ended"},
+	{ExitNotStarted, "not_started", "--start-timeout: the caller never said its first word on stdin; nothing was changed"},
 }

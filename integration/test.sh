@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need
-# on a fresh Debian machine (busybox-static, runc, buildah, util-linux), then
-# runs the unit tests with the race detector and the privileged integration
-# suite against real cgroups, which also builds the container image from the
-# Dockerfile with buildah and runs it under runc. Needs root.
+# on a fresh Debian machine (busybox-static, runc, buildah, util-linux, and
+# for the Kubernetes suite containerd, etcd-server, containernetworking-plugins,
+# tmux, openssl), then runs the unit tests with the race detector, the
+# privileged integration suite against real cgroups (which also builds the
+# container image from the Dockerfile with buildah and runs it under runc),
+# and the Kubernetes suite (integration/k8s: a real single-node cluster built
+# offline, kubectl debug on cgroup v1 and v2). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,13 @@ command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-li
 # Debian's package does not start the service inside a container (no init);
 # the tests start their own broker in a network namespace of theirs.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+# The Kubernetes suite (integration/k8s/main_test.go says why each is there).
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
+command -v etcd >/dev/null || need+=(etcd-server)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v tmux >/dev/null || need+=(tmux)
+command -v openssl >/dev/null || need+=(openssl)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test: installing ${need[*]}"
   apt-get update -qq
@@ -50,4 +60,8 @@ for pkg in freezer mount; do
   fi
 done
 echo "test: integration tests (real cgroups, as root)"
-go test -count=1 -timeout 20m ./integration/...
+go test -count=1 -timeout 20m ./integration/
+# Builds Kubernetes from the Go module proxy the first time (6-8 minutes on
+# 2 cores; cached in /var/cache/cgfreeze-k8s), then a cluster on v1 and v2.
+echo "test: Kubernetes tests (a real cluster on loopback, as root)"
+go test -count=1 -v -timeout 60m ./integration/k8s/
