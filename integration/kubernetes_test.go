@@ -104,7 +104,7 @@ func (rt *ociRuntime) requireGone(what, id string) {
 // still, runs whileFrozen, stops the agent with `runc kill AGENT sig` and
 // checks that it thawed c before it exited, with exit code 0, and that
 // every process is back where it was.
-func (rt *ociRuntime) agentCycle(what string, pidns, c *container, sig syscall.Signal, whileFrozen func(), args ...string) {
+func (rt *ociRuntime) agentCycle(what string, pidns, c *container, sig syscall.Signal, whileFrozen func(*run), args ...string) {
 	h := rt.h
 	h.t.Helper()
 	before := h.snapshot(c.cg)
@@ -120,7 +120,7 @@ func (rt *ociRuntime) agentCycle(what string, pidns, c *container, sig syscall.S
 	rt.requireFrozen(what+": after the frozen event", c)
 	h.requireStill(what+": while frozen", c.cg, stillFor, c.w)
 	if whileFrozen != nil {
-		whileFrozen()
+		whileFrozen(r)
 	}
 	if !r.running() {
 		h.t.Fatalf("%s: the agent exited while it should hold: %s", what, r.describe())
@@ -207,7 +207,8 @@ func TestKubectlDebugRuntimeStop(t *testing.T) {
 // on v1 runc sees the container's freezer.state FROZEN, calls it paused and
 // refuses; on v2 the target's own cgroup is not frozen (the subtree
 // strategy froze a child), so the new process starts in the target's
-// cgroup and runs: cgfreeze froze what was there when it froze.
+// cgroup, and the hold moves it into the frozen child (a repaired event,
+// what=joined): it does not run until the thaw, then it does.
 func TestKubectlDebugExec(t *testing.T) {
 	for _, v := range versions {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
@@ -216,24 +217,52 @@ func TestKubectlDebugExec(t *testing.T) {
 			app := rt.startContainer(containerOpts{name: "app"})
 			rt.execCounter(app, "exec1")
 			rt.execCounter(app, "exec2")
+			late := filepath.Join(app.w.dir, "late")
 			var lateExec string
-			rt.agentCycle("with runc exec processes", app, app, syscall.SIGINT, func() {
-				out, err := rt.runc("exec", app.id, "/bin/busybox", "sh", "-c", "echo ran > /out/late")
-				lateExec = fmt.Sprintf("%v: %s", err, strings.TrimSpace(out))
-				ran := readAll(filepath.Join(app.w.dir, "late")) == "ran\n"
+			type execResult struct {
+				err error
+				out string
+			}
+			execDone := make(chan execResult, 1)
+			rt.agentCycle("with runc exec processes", app, app, syscall.SIGINT, func(r *run) {
 				switch v {
 				case 1:
-					if err == nil || ran || !strings.Contains(out, "paused") {
+					out, err := rt.runc("exec", app.id, "/bin/busybox", "sh", "-c", "echo ran > /out/late")
+					lateExec = fmt.Sprintf("%v: %s", err, strings.TrimSpace(out))
+					if ran := readAll(late) == "ran\n"; err == nil || ran || !strings.Contains(out, "paused") {
 						t.Errorf("runc exec into the frozen v1 target: %s (ran: %v); want runc to refuse a paused container", lateExec, ran)
 					}
 				case 2:
-					if err != nil || !ran {
-						t.Errorf("runc exec into the v2 target frozen through a child: %s (ran: %v); want it to run", lateExec, ran)
+					// runc exec waits for its process, which the hold
+					// freezes: it returns after the thaw.
+					go func() {
+						out, err := rt.runc("exec", app.id, "/bin/busybox", "sh", "-c", "echo ran > /out/late")
+						execDone <- execResult{err, strings.TrimSpace(out)}
+					}()
+					e := r.waitEvent("repaired")
+					if e.What != "joined" || e.LatencyMS == nil {
+						t.Errorf("repaired event %s: want what=joined with a latency", e.raw)
+					}
+					t.Logf("the exec'd process was moved into the frozen child: %s", e.raw)
+					time.Sleep(stillFor) // a process that ran would have written by now
+					if readAll(late) != "" {
+						t.Errorf("the process runc exec started into the frozen v2 target ran while frozen")
 					}
 				}
 				// Either way the frozen processes stay frozen.
 				rt.requireFrozen("after runc exec", app)
-			})
+			}, "-o", "json")
+			if v == 2 {
+				select {
+				case res := <-execDone:
+					lateExec = fmt.Sprintf("%v: %s", res.err, res.out)
+					if res.err != nil || readAll(late) != "ran\n" {
+						t.Errorf("runc exec after the thaw: %s; want the process to run once thawed", lateExec)
+					}
+				case <-time.After(runcDeadline + time.Second):
+					t.Errorf("runc exec did not return after the thaw")
+				}
+			}
 			t.Logf("runc exec into the frozen target (v%d): %s", v, lateExec)
 		})
 	}
@@ -278,7 +307,7 @@ func TestKubectlDebugSharedPID(t *testing.T) {
 			}
 
 			pauseBefore := h.snapshot(pause.cg)
-			rt.agentCycle("--container-id", pause, app, syscall.SIGINT, func() {
+			rt.agentCycle("--container-id", pause, app, syscall.SIGINT, func(*run) {
 				rt.requireThawed("the pause container while the app is frozen", pause)
 				if st := rt.state(pause.id); st.Status != "running" {
 					t.Errorf("the pause container is %q while the app is frozen", st.Status)
