@@ -32,7 +32,10 @@ type HoldReport struct {
 	// "child_created" (a child cgroup of the target appeared, not frozen),
 	// "child_thawed" (someone thawed a child cgroup of the target),
 	// "not_frozen" (a cgroup that should be frozen has not said so for
-	// holdConfirmLimit).
+	// holdConfirmLimit), and for violations only "child_unreadable" (a
+	// child's cgroup.freeze cannot be read) and "mark" (the mark could not
+	// record a child the hold froze: a dead holder's recovery would leave
+	// that child frozen).
 	What string
 	// Cgroup is the cgroup concerned, as the target's path is written.
 	Cgroup string
