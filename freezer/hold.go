@@ -32,7 +32,10 @@ type HoldReport struct {
 	// "child_created" (a child cgroup of the target appeared, not frozen),
 	// "child_thawed" (someone thawed a child cgroup of the target),
 	// "not_frozen" (a cgroup that should be frozen has not said so for
-	// holdConfirmLimit).
+	// holdConfirmLimit), and for violations only "child_unreadable" (a
+	// child's cgroup.freeze cannot be read) and "mark" (the mark could not
+	// record a child the hold froze: a dead holder's recovery would leave
+	// that child frozen).
 	What string
 	// Cgroup is the cgroup concerned, as the target's path is written.
 	Cgroup string
@@ -168,10 +171,9 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
 	h.lastQuiet.Store(now.UnixNano())
 	if policy.quickEvery > 0 {
 		// The quick look runs on a goroutine of its own, on Go's timers,
-		// and wakes the notifier only when it finds something: a wait in
-		// poll(2) for every period cost about 150 µs of CPU each (the
-		// runtime hands the blocked thread's P over and takes it back),
-		// 1.6 % of a CPU at 10 ms.
+		// and wakes the notifier (and the mount's thread) only when it
+		// finds something. Each period still costs a wake-up (about
+		// 150 µs of CPU on the test machine, docs/design.md).
 		quit := make(chan struct{})
 		done := make(chan struct{})
 		go h.quickLoop(policy.quickEvery, quit, done)
