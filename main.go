@@ -210,7 +210,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		return code
 	}
 	log := newLogger(c, stderr)
-	ev := agent.NewWriter(stdout, c.output == "json")
+	ev := newEventWriter(c, stdout, stderr)
 	defer ev.Close(outputFlushLimit)
 
 	// Signals are caught before anything changes, so that a signal during
@@ -257,6 +257,30 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		return recoverTarget(c, ev, log, target)
 	}
 	return supervise(c, ev, log, target, sigs, early, stdin, stdout, stderr)
+}
+
+// newEventWriter returns the writer of the events on stdout; the holder's
+// also paints the terminal view of the hold (agent.View) when stderr, or
+// else stdout, is a terminal. Nothing is painted on a pipe or a file: the
+// events stay what they are.
+func newEventWriter(c config, stdout, stderr io.Writer) *agent.Writer {
+	asJSON := c.output == "json"
+	outF, _ := stdout.(*os.File)
+	errF, _ := stderr.(*os.File)
+	var term *os.File
+	switch {
+	case c.cmd != holdCommand:
+	case agent.IsTerminal(errF):
+		term = errF
+	case agent.IsTerminal(outF):
+		term = outF
+	}
+	if term == nil {
+		return agent.NewWriter(stdout, asJSON)
+	}
+	// The supervisor, the holder's parent, is what SIGTERM thaws through.
+	view := agent.NewView(term, c.duration, os.Getppid(), agent.IsTerminal(outF))
+	return agent.NewViewWriter(stdout, asJSON, view, func() int { return agent.TerminalWidth(term) })
 }
 
 func resolveOptions(c config) freezer.Options {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cgfreeze/cgfreeze/agent"
 	"github.com/cgfreeze/cgfreeze/freezer"
@@ -149,6 +151,21 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 		if l == agent.LeaseStdin {
 			cfg.Stdin = stdin
 		}
+	}
+	if ev.HasView() {
+		// Enter and a resize (kubectl attach with a TTY sends one) paint
+		// the terminal view again.
+		if f, ok := stdin.(*os.File); ok && agent.IsTerminal(f) {
+			cfg.Terminal = stdin
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				ev.Resize()
+			}
+		}()
 	}
 	code, err = agent.Hold(cfg, target, link, sigs)
 	if err != nil {

@@ -45,14 +45,29 @@ type Writer struct {
 	gone     chan struct{}
 	finished chan struct{} // the writing goroutine has ended
 	err      atomic.Value  // the first write error (error)
+
+	// view, when not nil, is painted by the writing goroutine on its
+	// terminal: after each event, every ViewTick, and on Repaint.
+	view    *View
+	repaint chan struct{}
+	winch   chan struct{} // the terminal was resized: ask its width again
+	width   func() int    // the terminal's width in columns (0: unknown)
 }
 
 // NewWriter starts writing events to out: one JSON object per line with
 // asJSON, text lines otherwise. When out is a pipe or a socket, a
 // goroutine also watches for its reader to go away.
 func NewWriter(out io.Writer, asJSON bool) *Writer {
+	return NewViewWriter(out, asJSON, nil, nil)
+}
+
+// NewViewWriter is NewWriter that also paints view (when not nil) on its
+// terminal; width, when not nil, tells the terminal's width, asked at the
+// start and on Resize.
+func NewViewWriter(out io.Writer, asJSON bool, view *View, width func() int) *Writer {
 	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
-		gone: make(chan struct{}), finished: make(chan struct{})}
+		gone: make(chan struct{}), finished: make(chan struct{}),
+		view: view, repaint: make(chan struct{}, 1), winch: make(chan struct{}, 1), width: width}
 	go w.loop()
 	if f, ok := out.(*os.File); ok {
 		if fd, ok := watchable(f); ok {
@@ -108,9 +123,50 @@ func (w *Writer) Close(limit time.Duration) bool {
 	}
 }
 
+// HasView tells whether the writer paints a terminal view.
+func (w *Writer) HasView() bool { return w.view != nil }
+
+// Repaint asks for the whole view to be painted again (Enter). It never
+// blocks; without a view it does nothing.
+func (w *Writer) Repaint() {
+	select {
+	case w.repaint <- struct{}{}:
+	default:
+	}
+}
+
+// Resize tells that the terminal was resized (SIGWINCH: also what kubectl
+// attach sends when it attaches with a TTY): its width is asked again and
+// the view painted again. It never blocks.
+func (w *Writer) Resize() {
+	select {
+	case w.winch <- struct{}{}:
+	default:
+	}
+}
+
 func (w *Writer) loop() {
 	defer close(w.finished)
 	broken := false
+	var tick <-chan time.Time
+	viewBroken := false
+	paint := func(s string) {
+		if s == "" || viewBroken {
+			return
+		}
+		if _, err := io.WriteString(w.view.out, s); err != nil {
+			// A terminal that went away: events go on without the view.
+			viewBroken = true
+		}
+	}
+	if w.view != nil {
+		t := time.NewTicker(ViewTick)
+		defer t.Stop()
+		tick = t.C
+		if w.width != nil {
+			w.view.SetWidth(w.width())
+		}
+	}
 	write := func(e contract.Event) {
 		if broken {
 			return
@@ -134,13 +190,41 @@ func (w *Writer) loop() {
 			write(e)
 		}
 	}
-	for e := range w.queue {
-		write(e)
-		if len(w.queue) == 0 {
-			report()
+	for {
+		select {
+		case e, ok := <-w.queue:
+			if !ok {
+				report()
+				if w.view != nil {
+					paint(w.view.Close())
+				}
+				return
+			}
+			if w.view != nil {
+				paint(w.view.BeforeEvent())
+			}
+			write(e)
+			if w.view != nil {
+				paint(w.view.Event(e, time.Now()))
+			}
+			if len(w.queue) == 0 {
+				report()
+			}
+		case <-tick:
+			paint(w.view.Status(time.Now()))
+		case <-w.repaint:
+			if w.view != nil {
+				paint(w.view.Repaint(time.Now()))
+			}
+		case <-w.winch:
+			if w.view != nil {
+				if w.width != nil {
+					w.view.SetWidth(w.width())
+				}
+				paint(w.view.Repaint(time.Now()))
+			}
 		}
 	}
-	report()
 }
 
 func stamp(e *contract.Event, now time.Time) {

@@ -135,6 +135,10 @@ type HolderConfig struct {
 	Log   zerolog.Logger
 	// Events receives the events; its Gone ends the hold (output_closed).
 	Events *Writer
+	// Terminal is stdin when it is a terminal and the terminal view is
+	// painted: Enter paints the view again (with --lease stdin, Stdin is
+	// read for it).
+	Terminal io.Reader
 }
 
 // ending is why a hold ended, the cause of the hold's context.
@@ -162,8 +166,13 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 	ctx, end := context.WithCancelCause(context.Background())
 	defer end(nil)
 	leases := make(chan string, 1)
-	if cfg.Stdin != nil {
-		go watchStdin(cfg.Stdin, leases)
+	switch {
+	case cfg.Stdin != nil && cfg.Terminal != nil:
+		go watchStdin(cfg.Stdin, leases, ev.Repaint)
+	case cfg.Stdin != nil:
+		go watchStdin(cfg.Stdin, leases, nil)
+	case cfg.Terminal != nil:
+		go watchEnter(cfg.Terminal, ev.Repaint)
 	}
 	var gone <-chan struct{}
 	var linkEnds <-chan string

@@ -41,8 +41,15 @@ func ParseLeases(values []string) ([]string, error) {
 
 // watchStdin sends LeaseStdin on ended when stdin reaches EOF (or fails).
 // Input is read and ignored.
-func watchStdin(stdin io.Reader, ended chan<- string) {
-	_, _ = io.Copy(io.Discard, stdin)
+//
+// enter, when not nil, is called for every line read (Enter on a
+// terminal: the terminal view is painted again).
+func watchStdin(stdin io.Reader, ended chan<- string, enter func()) {
+	if enter != nil {
+		watchEnter(stdin, enter)
+	} else {
+		_, _ = io.Copy(io.Discard, stdin)
+	}
 	ended <- LeaseStdin
 }
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"github.com/cgfreeze/cgfreeze/contract"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,6 +107,9 @@ func TestAgentWhileHeld(t *testing.T) {
 				}
 				if code := rs.wait(); code != 0 {
 					t.Errorf("status exit %d", code)
+				}
+				if code := tg.start("status", "--exit-code").wait(); code != contract.StatusHeld {
+					t.Errorf("status --exit-code while held: exit %d, want %d", code, contract.StatusHeld)
 				}
 				tg.requireFrozen("after the refused agent")
 			}})
