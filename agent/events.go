@@ -40,7 +40,14 @@ type Writer struct {
 	closed bool
 	queue  chan contract.Event
 
-	dropped  atomic.Int64 // events dropped since the last report
+	dropped atomic.Int64 // events dropped since the last report
+	// queued counts the events queued (under mu); handled those the
+	// writing goroutine is done with (written, or dropped at a broken
+	// output); progress is closed and replaced at each, for Flush.
+	queued   int64
+	handled  int64
+	progMu   sync.Mutex
+	progress chan struct{}
 	goneOnce sync.Once
 	gone     chan struct{}
 	finished chan struct{} // the writing goroutine has ended
@@ -66,7 +73,7 @@ func NewWriter(out io.Writer, asJSON bool) *Writer {
 // start and on Resize.
 func NewViewWriter(out io.Writer, asJSON bool, view *View, width func() int) *Writer {
 	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
-		gone: make(chan struct{}), finished: make(chan struct{}),
+		gone: make(chan struct{}), finished: make(chan struct{}), progress: make(chan struct{}),
 		view: view, repaint: make(chan struct{}, 1), winch: make(chan struct{}, 1), width: width}
 	go w.loop()
 	if f, ok := out.(*os.File); ok {
@@ -89,8 +96,40 @@ func (w *Writer) Emit(e contract.Event) {
 	}
 	select {
 	case w.queue <- e:
+		w.queued++
 	default:
 		w.dropped.Add(1)
+	}
+}
+
+// Flush waits until the events queued so far are written, or until done
+// is closed or limit passes, whichever comes first; it reports whether they
+// were written. A holder flushes the frozen event before it goes on, so
+// that a caller sees "frozen" before anything else happens, as long as
+// stdout moves; a blocked stdout costs the hold at most limit, and an end
+// of the hold (done) none.
+func (w *Writer) Flush(done <-chan struct{}, limit time.Duration) bool {
+	w.mu.Lock()
+	target := w.queued
+	w.mu.Unlock()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		w.progMu.Lock()
+		handled, progress := w.handled, w.progress
+		w.progMu.Unlock()
+		if handled >= target {
+			return true
+		}
+		select {
+		case <-progress:
+		case <-w.finished:
+			return false
+		case <-done:
+			return false
+		case <-t.C:
+			return false
+		}
 	}
 }
 
@@ -207,6 +246,11 @@ func (w *Writer) loop() {
 			if w.view != nil {
 				paint(w.view.Event(e, time.Now()))
 			}
+			w.progMu.Lock()
+			w.handled++
+			close(w.progress)
+			w.progress = make(chan struct{})
+			w.progMu.Unlock()
 			if len(w.queue) == 0 {
 				report()
 			}

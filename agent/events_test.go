@@ -222,3 +222,39 @@ func TestWriterCloseBounded(t *testing.T) {
 	}
 	w.Emit(contract.Event{Event: "late"}) // dropped, no panic
 }
+
+// TestWriterFlush: Flush returns once what was queued is written; on a
+// blocked output it gives up at its limit, or at once when done closes.
+func TestWriterFlush(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, true)
+	w.Emit(contract.Event{Event: "frozen"})
+	if !w.Flush(nil, 5*time.Second) {
+		t.Error("Flush on a buffer reports the event not written")
+	}
+	if !strings.Contains(out.String(), `"event":"frozen"`) {
+		t.Errorf("after Flush the output is %q", out.String())
+	}
+	w.Close(time.Second)
+
+	g := &gateWriter{gate: make(chan struct{})}
+	defer close(g.gate)
+	w = NewWriter(g, true)
+	w.Emit(contract.Event{Event: "frozen"})
+	start := time.Now()
+	if w.Flush(nil, 50*time.Millisecond) {
+		t.Error("Flush on a blocked output reports the event written")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Errorf("Flush with a limit of 50ms returned after %v", d)
+	}
+	done := make(chan struct{})
+	close(done)
+	start = time.Now()
+	if w.Flush(done, time.Minute) {
+		t.Error("Flush on a blocked output reports the event written")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Flush with done closed returned after %v", d)
+	}
+}

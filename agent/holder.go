@@ -19,6 +19,10 @@ import (
 // The holder's side of a freeze: it freezes, holds and thaws, and tells
 // its supervisor ("done <code>") once the target is known to be thawed.
 
+// frozenFlushLimit bounds the wait for the frozen event to reach stdout
+// before the hold goes on (a blocked stdout costs this much, once).
+const frozenFlushLimit = 100 * time.Millisecond
+
 // Errors of the holder's link to its supervisor.
 var (
 	// ErrSupervisorGone: the supervisor's end of the channel closed: it
@@ -180,15 +184,11 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 		gone, linkEnds = link.Gone(), link.Ends()
 	}
 	// What ends the hold whenever it comes, the freeze included: a signal
-	// during the freeze rolls it back.
+	// or the supervisor's death during the freeze rolls it back.
 	go func() {
 		select {
 		case s := <-sigs:
 			end(&ending{reason: contract.ReasonSignal, signal: s})
-		case l := <-leases:
-			end(&ending{reason: l})
-		case l := <-linkEnds:
-			end(&ending{reason: l})
 		case <-gone:
 			end(&ending{reason: contract.ReasonSupervisorGone, code: contract.ExitSupervisorGone})
 		case <-ctx.Done():
@@ -207,6 +207,13 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 		return 0, err
 	}
 	frozenAt := time.Now()
+	// --duration counts from the confirmed freeze.
+	var timer <-chan time.Time
+	if cfg.Duration > 0 {
+		tm := time.NewTimer(cfg.Duration)
+		defer tm.Stop()
+		timer = tm.C
+	}
 	if rec := frozen.Recovered; rec.Recovered {
 		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
 		e := Base(t)
@@ -217,6 +224,10 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 	e := Base(t)
 	e.Event, e.Processes, e.ElapsedMS = contract.EventFrozen, &frozen.Processes, MS(frozenAt.Sub(start))
 	ev.Emit(e)
+	// The caller sees "frozen" before the hold goes on, unless stdout is
+	// blocked (then the hold goes on after frozenFlushLimit) or the hold
+	// ends meanwhile.
+	ev.Flush(ctx.Done(), frozenFlushLimit)
 	// An end that came with the confirmation ends the hold at once: the
 	// connections are left alone then.
 	if cfg.Drop.Mode != DropOff && ctx.Err() == nil {
@@ -231,19 +242,18 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 		log.Warn().Err(err).Msg("fault injected while holding")
 	}
 
-	// What ends the hold only once frozen: the duration, and the caller
-	// gone from stdout. Neither waits on stdout: the events wait in the
-	// writer's queue.
-	var timer <-chan time.Time
-	if cfg.Duration > 0 {
-		tm := time.NewTimer(cfg.Duration)
-		defer tm.Stop()
-		timer = tm.C
-	}
+	// What ends the hold only once frozen: the duration, a lease (one that
+	// ended during the freeze ends the hold at once), and the caller gone
+	// from stdout. None waits on stdout: the events wait in the writer's
+	// queue.
 	go func() {
 		select {
 		case <-timer:
 			end(&ending{reason: contract.ReasonDuration})
+		case l := <-leases:
+			end(&ending{reason: l})
+		case l := <-linkEnds:
+			end(&ending{reason: l})
 		case <-ev.Gone():
 			end(&ending{reason: contract.ReasonOutputClosed, code: contract.ExitOutputClosed})
 		case <-ctx.Done():

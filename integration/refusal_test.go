@@ -285,7 +285,7 @@ func TestThawLeftover(t *testing.T) {
 }
 
 // leaveFrozen makes the leftover that the watchdog cannot prevent: it
-// SIGKILLs the supervisor (the watchdog), then the holder, as when a whole
+// SIGKILLs the supervisor (the watchdog) and the holder, as when a whole
 // container is killed at once. It returns the holder's PID as the mark
 // records it.
 func (tg *target) leaveFrozen() int {
@@ -294,6 +294,12 @@ func (tg *target) leaveFrozen() int {
 	r := tg.start("")
 	r.waitEvent("frozen")
 	holder, holderProcess, supervisor := tg.holderPid(r), r.holderProcess(), r.cgfreezePid()
+	// Both die "at once": the holder, stopped first, cannot see its
+	// supervisor's death (it would thaw, as it must when the supervisor
+	// alone dies), and the supervisor dies before the holder.
+	if err := syscall.Kill(holderProcess, syscall.SIGSTOP); err != nil {
+		h.t.Fatal(err)
+	}
 	if err := syscall.Kill(supervisor, syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}
