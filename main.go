@@ -285,7 +285,7 @@ func newEventWriter(c config, stdout, stderr io.Writer) *agent.Writer {
 
 func resolveOptions(c config) freezer.Options {
 	return freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
-		PIDDefaulted: !c.pidSet, ContainerID: c.containerID}
+		PIDDefaulted: !c.pidSet, ContainerID: c.containerID, Recovering: c.cmd == "thaw" || c.cmd == "status"}
 }
 
 // status reports the target's state; with exitCode, it exits with it

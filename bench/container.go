@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cgfreeze/cgfreeze/freezer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -162,7 +163,7 @@ func (ct *container) requireFrozen(how string) error {
 			return fmt.Errorf("%s (%s): freezer.state reads %q, not FROZEN", ct, how, st)
 		}
 	case strings.HasPrefix(how, "subtree"):
-		child := filepath.Join(ct.dir, childName(how))
+		child := filepath.Join(ct.dir, childName(ct.dir, how))
 		if err := requireEventsFrozen(child, true); err != nil {
 			return fmt.Errorf("%s (%s): %w", ct, how, err)
 		}
@@ -202,11 +203,20 @@ func requireCount(dir string, n int) error {
 	return nil
 }
 
-func childName(how string) string {
+// childName is the child cgroup a subtree method froze the container in:
+// the limit's, or the one cgfreeze made (freezer.ChildPrefix and random
+// digits, new at every freeze).
+func childName(dir, how string) string {
 	if how == "subtree-limit" {
 		return limitChild
 	}
-	return "cgfreeze"
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != limitChild && freezer.IsChildName(e.Name()) {
+			return e.Name()
+		}
+	}
+	return freezer.ChildPrefix + "(none)"
 }
 
 // requireThawed checks from the host that the container runs: thawed, all

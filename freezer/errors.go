@@ -3,6 +3,7 @@ package freezer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/cgfreeze/cgfreeze/mount"
 	"golang.org/x/sys/unix"
@@ -49,6 +50,15 @@ func classify(err error) error {
 			return err
 		}
 		return fmt.Errorf("%w: %w", ErrNotPrivileged, err)
+	}
+	return err
+}
+
+// ignoreCgroupRemoved treats a cgroup that vanished (its last process exited
+// and someone removed it) as done.
+func ignoreCgroupRemoved(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+		return nil
 	}
 	return err
 }

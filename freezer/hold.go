@@ -3,7 +3,11 @@ package freezer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/mount"
 )
 
 // Ends of a hold that Hold reports as its error.
@@ -24,17 +28,104 @@ type HoldReport struct {
 	// could not: something of the target may run).
 	Kind string
 	// What happened: "joined" (processes joined the target's own cgroup),
-	// "child_created", "child_thawed", ...
+	// "child_created" (a child cgroup of the target appeared, not frozen),
+	// "child_thawed" (someone thawed a child cgroup of the target),
+	// "not_frozen" (a cgroup that should be frozen has not said so for
+	// holdConfirmLimit).
 	What string
 	// Cgroup is the cgroup concerned, as the target's path is written.
 	Cgroup string
 	// Processes is how many processes the repair concerned.
 	Processes int
 	// Latency is the time from when the change could first have been seen
-	// to when it was repaired.
+	// to when it was repaired: from the notification (a child cgroup
+	// created or thawed), or from the last scan that found the target's
+	// own cgroup empty (joined).
 	Latency time.Duration
 	// Err says why a violation could not be repaired.
 	Err error
+}
+
+// Limits of the hold.
+const (
+	// holdRepairLimit bounds one repair (a migration, a child's freeze
+	// and its confirmation), which must not inherit the caller's context:
+	// a repair under way finishes before the hold ends.
+	holdRepairLimit = time.Second
+	// holdConfirmLimit is how long a cgroup that should be frozen may say
+	// "frozen 0" (a process that joins a frozen cgroup unfreezes it for a
+	// moment) before the hold reports it as a violation.
+	holdConfirmLimit = time.Second
+)
+
+// holdPolicy is how often a strategy's hold looks without a notification.
+type holdPolicy struct {
+	// quickEvery is the period of the strategy's cheap look outside the
+	// mount's thread (holdQuick); 0 for none.
+	quickEvery time.Duration
+	// fullEvery is the period of a full check on the mount's thread,
+	// whether or not a notification came.
+	fullEvery time.Duration
+}
+
+// hold is the state of one Hold call.
+type hold struct {
+	f      *Frozen
+	n      *mount.Notifier
+	report func(HoldReport)
+	// procs is an open file that a strategy's quick look re-reads.
+	procs *os.File
+	// lastQuiet is when the quick look last found nothing to repair.
+	lastQuiet time.Time
+	// woke is when the notification or timer that started this check
+	// came.
+	woke time.Time
+	// known are the child cgroups the hold has seen (subtree), with
+	// whether they are cgfreeze's (in f.children) or another's.
+	known map[string]bool
+	// unfrozenSince is when a cgroup that should be frozen first read
+	// "frozen 0", for holdConfirmLimit.
+	unfrozenSince map[string]time.Time
+	// lastCount is when the v1 hold last counted the target's
+	// processes.
+	lastCount time.Time
+	// violated holds the violations reported and not yet cleared, so that
+	// each is reported once.
+	violated map[string]bool
+}
+
+func (h *hold) violation(what, cg string, err error) {
+	k := what + " " + cg
+	if h.violated[k] {
+		return
+	}
+	h.violated[k] = true
+	h.report(HoldReport{Kind: "violation", What: what, Cgroup: cg, Err: err})
+}
+
+func (h *hold) cleared(what, cg string) { delete(h.violated, what+" "+cg) }
+
+func (h *hold) repaired(what, cg string, n int, since time.Time) {
+	h.cleared(what, cg)
+	h.report(HoldReport{Kind: "repaired", What: what, Cgroup: cg, Processes: n, Latency: time.Since(since)})
+}
+
+// frozenOrLate tracks a cgroup that should be frozen: it reports a violation
+// once the cgroup has said "frozen 0" for holdConfirmLimit.
+func (h *hold) frozenOrLate(cg string, frozen bool) {
+	if frozen {
+		delete(h.unfrozenSince, cg)
+		h.cleared("not_frozen", cg)
+		return
+	}
+	since, ok := h.unfrozenSince[cg]
+	if !ok {
+		h.unfrozenSince[cg] = time.Now()
+		return
+	}
+	if time.Since(since) >= holdConfirmLimit {
+		h.violation("not_frozen", cg, fmt.Errorf("%s has said frozen 0 for %v though its freeze is asked for (a task that cannot freeze?)", cg, time.Since(since).Round(time.Millisecond)))
+	}
 }
 
 // Hold keeps a confirmed freeze true until ctx is done, repairing what can
@@ -42,8 +133,95 @@ type HoldReport struct {
 // (called from Hold's goroutine). It returns nil when ctx ends the hold,
 // or an error wrapping ErrTargetGone or ErrThawedByOther when the target
 // ended it. Thaw after Hold returns, whatever it returned.
+//
+// What it watches, and how soon it acts, depends on the strategy (see
+// docs/design.md, "The hold"): v1 and direct only watch for the end of the
+// hold (the kernel keeps everything below a frozen cgroup frozen); subtree
+// also moves processes that join the target's own cgroup into the frozen
+// child, and freezes child cgroups created or thawed during the hold.
 func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
-	// Placeholder until the hold watcher lands (issue 9, part c).
-	<-ctx.Done()
-	return nil
+	if report == nil {
+		report = func(HoldReport) {}
+	}
+	t := f.Target
+	h := &hold{f: f, report: report, known: map[string]bool{}, unfrozenSince: map[string]time.Time{}, violated: map[string]bool{}}
+	var policy holdPolicy
+	err := t.fs.Do(func(root *mount.Root) error {
+		h.n = root.NewNotifier()
+		var err error
+		policy, err = f.impl.holdStart(root, h)
+		return err
+	})
+	defer h.close()
+	if err != nil {
+		return err
+	}
+	// The notifier's wake-up ends a wait at once when ctx ends: the thaw
+	// that follows must not wait for a timer.
+	stop := context.AfterFunc(ctx, h.n.Wake)
+	defer stop()
+	now := time.Now()
+	h.lastQuiet = now
+	// The first check is a full one, at once: it sees what changed
+	// between the confirmed freeze and the start of the hold.
+	nextQuick, nextFull := now, now
+	for {
+		wait := time.Until(nextFull)
+		if policy.quickEvery > 0 {
+			wait = min(wait, time.Until(nextQuick))
+		}
+		changed, err := h.n.Wait(max(wait, 0))
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("hold of %s: %w", t.Path, err)
+		}
+		now := time.Now()
+		full := !now.Before(nextFull)
+		look := full || len(changed) > 0
+		if policy.quickEvery > 0 && !now.Before(nextQuick) {
+			nextQuick = now.Add(policy.quickEvery)
+			if f.impl.holdQuick(h) {
+				look = true
+			} else {
+				h.lastQuiet = now
+			}
+		}
+		if !look {
+			continue
+		}
+		if full {
+			nextFull = now.Add(policy.fullEvery)
+		}
+		h.woke = now
+		if err := t.fs.Do(func(root *mount.Root) error { return f.impl.holdCheck(root, h, changed, full) }); err != nil {
+			return err
+		}
+	}
+}
+
+// close ends the hold's watches.
+func (h *hold) close() {
+	if h.procs != nil {
+		_ = h.procs.Close()
+	}
+	if h.n != nil {
+		h.n.Close()
+	}
+}
+
+// gone wraps ErrTargetGone for a cgroup that was removed or emptied.
+func gone(cg, why string) error {
+	return fmt.Errorf("%w: %s %s", ErrTargetGone, cg, why)
+}
+
+// readGone reads a file of the hold's target; a cgroup removed meanwhile is
+// ErrTargetGone.
+func readGone(root *mount.Root, cg, file string) (string, error) {
+	v, err := root.ReadFile(cg + "/" + file)
+	if err != nil && ignoreCgroupRemoved(err) == nil {
+		return "", gone(cg, "was removed")
+	}
+	return v, classify(err)
 }

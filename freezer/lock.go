@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"time"
 
 	"github.com/cgfreeze/cgfreeze/mount"
@@ -68,9 +67,10 @@ func isHeld(root *mount.Root, cgPath string) bool {
 // heldError explains a target that a running cgfreeze holds, with the
 // holder's identity from its mark.
 func heldError(root *mount.Root, cgPath string) error {
-	m, _ := readMark(root, path.Join(cgPath, ChildName))
+	o, _ := owned(root, cgPath, true)
+	m := o.mark
 	if m == nil {
-		m, _ = readMark(root, cgPath)
+		m = o.childMark
 	}
 	if m == nil {
 		return fmt.Errorf("%w: %s is held by a running cgfreeze (it is starting or ending); end that one (SIGTERM) instead", ErrAlreadyFrozen, cgPath)

@@ -23,6 +23,11 @@ func TestMarkJSON(t *testing.T) {
 			want: `{"holder":4242,"pidns":4026532452,"start":987654,"strategy":"subtree","since":"2024-01-02T03:04:05.6Z","children":["a","b/c"]}`,
 		},
 		{
+			name: "subtree intent on the target",
+			m:    mark{Holder: 9, PIDNS: 4, Start: 3, Strategy: StrategySubtree, Since: since, Children: []string{"cgfreeze"}, Child: "cgfreeze-00ff00ff00ff00ff"},
+			want: `{"holder":9,"pidns":4,"start":3,"strategy":"subtree","since":"2024-01-02T03:04:05.6Z","children":["cgfreeze"],"child":"cgfreeze-00ff00ff00ff00ff"}`,
+		},
+		{
 			name: "freezer without children",
 			m:    mark{Holder: 1, PIDNS: 4026531836, Start: 12, Strategy: StrategyFreezer, Since: since},
 			want: `{"holder":1,"pidns":4026531836,"start":12,"strategy":"freezer","since":"2024-01-02T03:04:05.6Z"}`,
@@ -121,5 +126,68 @@ func TestNewMarkWithoutProc(t *testing.T) {
 	m := newMark(filepath.Join(t.TempDir(), "nonexistent"), StrategyFreezer)
 	if m.Holder != os.Getpid() || m.PIDNS != 0 || m.Start != 0 || m.Strategy != StrategyFreezer {
 		t.Errorf("newMark(no proc) = %#v, want holder %d with zero pidns and start", m, os.Getpid())
+	}
+}
+
+// TestChildName: every freeze names its child anew, with 64 random bits
+// that a workload cannot guess; IsChildName knows the shape (and the
+// legacy name) and nothing else.
+func TestChildName(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		name, err := newChildName()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !IsChildName(name) || len(name) != len(ChildPrefix)+childRandomLen {
+			t.Errorf("newChildName() = %q, not a child name", name)
+		}
+		if seen[name] {
+			t.Errorf("newChildName() gave %q twice", name)
+		}
+		seen[name] = true
+	}
+	for name, want := range map[string]bool{
+		"cgfreeze":                    true,
+		"cgfreeze-0123456789abcdef":   true,
+		"cgfreeze-0123456789ABCDEF":   true,
+		"cgfreeze-0123456789abcdeg":   false,
+		"cgfreeze-0123456789abcde":    false,
+		"cgfreeze-0123456789abcdef0":  false,
+		"cgfreeze-":                   false,
+		"xcgfreeze-0123456789abcdef":  false,
+		"cgfreeze.0123456789abcdef":   false,
+		"cgfreezer":                   false,
+		"cgfreeze-0123456789abcdef/x": false,
+	} {
+		if got := IsChildName(name); got != want {
+			t.Errorf("IsChildName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestOwnershipChildren: which in-place children a recovery thaws comes
+// from the target's subtree mark, else from its child's; a v1 or direct
+// mark has none.
+func TestOwnershipChildren(t *testing.T) {
+	sub := &mark{Strategy: StrategySubtree, Children: []string{"a"}, Child: "cgfreeze-0123456789abcdef"}
+	legacy := &mark{Strategy: StrategySubtree, Children: []string{"b"}}
+	for _, tt := range []struct {
+		o    ownership
+		any  bool
+		want []string
+	}{
+		{ownership{}, false, nil},
+		{ownership{mark: sub}, true, []string{"a"}},
+		{ownership{mark: sub, children: []string{sub.Child}, childMark: sub}, true, []string{"a"}},
+		{ownership{children: []string{"cgfreeze"}, childMark: legacy}, true, []string{"b"}},
+		{ownership{mark: &mark{Strategy: StrategyDirect}}, true, nil},
+	} {
+		if got := tt.o.any(); got != tt.any {
+			t.Errorf("%+v.any() = %v, want %v", tt.o, got, tt.any)
+		}
+		if got := tt.o.subtreeChildren(); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%+v.subtreeChildren() = %v, want %v", tt.o, got, tt.want)
+		}
 	}
 }

@@ -59,8 +59,11 @@ func isOwn(own, p string) bool {
 // and freezing it would freeze nothing the user meant. Processes in PID
 // 1's cgroup or below it are its container's; processes in cgfreeze's own
 // cgroup, below it or in its ancestors are cgfreeze's side. Anything else
-// is another container. In the host's PID namespace the check is left to
-// the host-init refusal, which says more.
+// is another container. Dead processes (zombies) are nobody's: they run
+// nothing, and an agent killed in an ephemeral container leaves its
+// processes as zombies of the frozen PID 1, which cannot reap them until
+// the thaw (procs.Containers leaves them out). In the host's PID namespace
+// the check is left to the host-init refusal, which says more.
 func checkWorkload(opts Options) error {
 	cg, err := procs.ReadCgroups(opts.ProcRoot, opts.PID)
 	if err != nil {
@@ -77,10 +80,13 @@ func checkWorkload(opts Options) error {
 	if err != nil {
 		return nil // Resolve reports it, with the same words
 	}
-	if version == 2 && path.Base(p1) == ChildName {
-		// A subtree freeze holds PID 1 in the child it made. (Not
+	if base := path.Base(p1); version == 2 && IsChildName(base) {
+		// A subtree freeze holds PID 1 in the child it made. The name
+		// proves nothing, and the marks cannot be read from here; it only
+		// widens which processes count as PID 1's container's, while
+		// Resolve takes the parent for the target only on proof. (Not
 		// path.Dir: it would clean "/../x" into "/x".)
-		if p1 = strings.TrimSuffix(p1, "/"+ChildName); p1 == "" {
+		if p1 = strings.TrimSuffix(p1, "/"+base); p1 == "" {
 			p1 = "/"
 		}
 	}
@@ -117,8 +123,10 @@ func checkWorkload(opts Options) error {
 
 // selectContainer returns a process of the container whose ID is, or
 // starts with, opts.ContainerID: one in the container's own cgroup (or in
-// the child a subtree freeze made in it), so that the target is the
-// container's cgroup and not one of its sub-cgroups.
+// a child named as a subtree freeze names its own), so that the target is
+// the container's cgroup and not one of its sub-cgroups. Resolve takes the
+// parent of such a child for the target only when the marks prove the
+// child cgfreeze's.
 func selectContainer(opts Options) (int, error) {
 	cg, err := procs.ReadCgroups(opts.ProcRoot, os.Getpid())
 	if err != nil {
@@ -152,11 +160,14 @@ func selectContainer(opts Options) (int, error) {
 			ErrAmbiguousContainer, opts.ContainerID, len(match), describeContainers(match))
 	}
 	c := match[0]
-	for _, want := range []string{c.Cgroup, c.Cgroup + "/" + ChildName} {
-		for _, p := range c.Processes {
-			if p.Cgroup == want {
-				return p.PID, nil
-			}
+	for _, p := range c.Processes {
+		if p.Cgroup == c.Cgroup {
+			return p.PID, nil
+		}
+	}
+	for _, p := range c.Processes {
+		if dir, base := path.Split(p.Cgroup); dir == c.Cgroup+"/" && IsChildName(base) {
+			return p.PID, nil
 		}
 	}
 	return c.Processes[0].PID, nil
@@ -189,8 +200,9 @@ func describeContainers(cs []procs.Container) string {
 
 // othersLeft tells whether a process in listed, outside tree, is not
 // cgfreeze's own: in a cgroup other than cgfreeze's, below it or above it.
-// Processes that are gone, or in no cgroup of the version's hierarchy, are
-// nobody's (as checkWorkload counts them).
+// Processes that are gone, dead (zombies: the cgroup.procs of their cgroup
+// no longer lists them, so they are outside every tree), or in no cgroup of
+// the version's hierarchy, are nobody's (as checkWorkload counts them).
 func othersLeft(opts Options, version int, listed []int, tree map[int]bool) (bool, error) {
 	own := ownCgroup(opts.ProcRoot, version)
 	for _, pid := range listed {
@@ -208,7 +220,7 @@ func othersLeft(opts Options, version int, listed []int, tree map[int]bool) (boo
 		if err != nil {
 			continue
 		}
-		if !isOwn(own, p) {
+		if !isOwn(own, p) && !procs.Dead(opts.ProcRoot, pid) {
 			return true, nil
 		}
 	}

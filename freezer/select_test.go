@@ -2,6 +2,7 @@ package freezer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,5 +194,40 @@ func TestOthersLeft(t *testing.T) {
 	tree := map[int]bool{1: true, 5: true, 7: true, 9: true}
 	if others, err := othersLeft(opts, 2, append(listed, 424242), tree); err != nil || others {
 		t.Errorf("othersLeft(one container) = %v, %v; want false", others, err)
+	}
+}
+
+// TestCheckWorkloadZombies is kubectl debug's path after an agent was
+// killed whole: its processes are zombies of the frozen PID 1, which
+// cannot reap them, and their cgroup files still name the ephemeral
+// container's cgroup. They are nobody's: the check passes, in both of its
+// steps. A live process of the same container is still another workload.
+func TestCheckWorkloadZombies(t *testing.T) {
+	const idAgent = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	zombie := func(pid int) fakeProcess {
+		return fakeProcess{cgroup: "0::/../" + idAgent + "\n", stat: fmt.Sprintf("%d (cgfreeze) Z 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0", pid)}
+	}
+	ps := map[int]fakeProcess{
+		1:           {cgroup: "0::/../" + idApp + "/cgfreeze-0123456789abcdef\n", stat: "1 (app) S 0 1 1"},
+		40:          zombie(40),
+		41:          zombie(41),
+		os.Getpid(): {cgroup: "0::/\n", pidNS: podPIDNS},
+	}
+	root := fakeProcTree(t, ps)
+	if pid, err := selectPID(selectOpts(root)); err != nil || pid != 1 {
+		t.Errorf("selectPID(default, zombies of a dead agent) = %d, %v; want 1, nil", pid, err)
+	}
+	listed, err := procs.ListPIDs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if others, err := othersLeft(selectOpts(root), 2, listed, map[int]bool{1: true}); err != nil || others {
+		t.Errorf("othersLeft(zombies) = %v, %v; want false", others, err)
+	}
+
+	ps[42] = fakeProcess{cgroup: "0::/../" + idAgent + "\n", stat: "42 (sh) S 1 1 1"}
+	root = fakeProcTree(t, ps)
+	if _, err := selectPID(selectOpts(root)); !errors.Is(err, ErrUnsafeTarget) || !strings.Contains(err.Error(), "1 process, PID 42") {
+		t.Errorf("selectPID(default, a live process beside the zombies) = %v, want ErrUnsafeTarget naming PID 42 alone", err)
 	}
 }

@@ -17,8 +17,9 @@ type Status struct {
 	// freezer.state; v2 cgroup.events, and for a subtree freeze the
 	// cgfreeze child's).
 	State string
-	// FrozenBy is "cgfreeze" when cgfreeze's mark is on the target or its
-	// child, "other" when it is frozen without one, "" when thawed.
+	// FrozenBy is "cgfreeze" when cgfreeze's mark is on the target or on
+	// the child a subtree freeze made, "other" when it is frozen without
+	// one, "" when thawed.
 	FrozenBy string
 	// Holder is the PID of the cgfreeze that froze it, from its mark.
 	Holder int
@@ -37,7 +38,7 @@ func Inspect(t *Target) (Status, error) {
 		if st.Processes, err = countProcesses(root, t.Path); err != nil {
 			return classify(err)
 		}
-		markedPath := t.Path
+		var o ownership
 		switch t.Version {
 		case 1:
 			state, err := root.ReadFile(path.Join(t.Path, "freezer.state"))
@@ -45,16 +46,21 @@ func Inspect(t *Target) (Status, error) {
 				return classify(err)
 			}
 			st.State = strings.ToLower(state)
+			if o.mark, err = readMark(root, t.Path); err != nil {
+				return err
+			}
 		case 2:
 			requested, frozen, err := v2State(root, t.Path)
 			if err != nil {
 				return classify(err)
 			}
 			st.State = stateName(requested, frozen)
-			child := path.Join(t.Path, ChildName)
-			if ok, _ := root.Exists(child); ok && st.State == "thawed" {
-				markedPath = child
-				requested, frozen, err := v2State(root, child)
+			if o, err = owned(root, t.Path, true); err != nil {
+				return err
+			}
+			if len(o.children) > 0 && st.State == "thawed" {
+				// A subtree freeze: the state is its child's.
+				requested, frozen, err := v2State(root, path.Join(t.Path, o.children[0]))
 				if err != nil {
 					return classify(err)
 				}
@@ -65,9 +71,9 @@ func Inspect(t *Target) (Status, error) {
 		if st.State == "thawed" {
 			return nil
 		}
-		m, err := readMark(root, markedPath)
-		if err != nil {
-			return err
+		m := o.mark
+		if m == nil {
+			m = o.childMark
 		}
 		st.FrozenBy = "other"
 		if m != nil {
@@ -89,9 +95,10 @@ type Recovery struct {
 }
 
 // Recover undoes a freeze that a cgfreeze left on the target when it died:
-// a frozen target carrying cgfreeze's mark, or a cgfreeze child cgroup (its
-// processes go back to the target, child cgroups it froze are thawed, it is
-// removed). Nothing frozen is no error. A freeze by someone else, or one
+// a frozen target carrying cgfreeze's mark, or a child cgroup that the marks
+// prove to be cgfreeze's (its processes go back to the target, child
+// cgroups it froze are thawed, it is removed). A child cgroup without proof
+// is the workload's, whatever its name, and is left alone. Nothing frozen is no error. A freeze by someone else, or one
 // that a live cgfreeze holds, is refused with ErrAlreadyFrozen and left
 // alone. ctx must carry a deadline.
 func Recover(ctx context.Context, t *Target) (Recovery, error) {
@@ -125,36 +132,39 @@ func RecoverReleased(ctx context.Context, t *Target, wait time.Duration) (Recove
 // recoverLocked is Recover for a caller that holds the target's lock: any
 // mark found is a dead holder's.
 func recoverLocked(ctx context.Context, root *mount.Root, t *Target) (Recovery, error) {
-	markedPath, strategy := t.Path, t.Strategy
-	childExists := false
+	var o ownership
+	var err error
 	if t.Version == 2 {
-		child := path.Join(t.Path, ChildName)
-		ok, err := root.Exists(child)
-		if err != nil {
-			return Recovery{}, err
-		}
-		if ok {
-			childExists = true
-			markedPath, strategy = child, StrategySubtree
-		}
+		o, err = owned(root, t.Path, true)
+	} else {
+		o.mark, err = readMark(root, t.Path)
 	}
-	m, err := readMark(root, markedPath)
 	if err != nil {
 		return Recovery{}, err
 	}
+	if !o.any() {
+		return Recovery{}, refuseForeignFreeze(root, t)
+	}
+	m, strategy := o.mark, t.Strategy
 	if m == nil {
-		if !childExists {
-			return Recovery{}, refuseForeignFreeze(root, t)
-		}
-		// A child without a mark is cgfreeze's all the same (its name
-		// says so): the holder died between mkdir and the mark.
-		m = &mark{Strategy: StrategySubtree}
+		// A child that carries a mark, and no intent on the target: a
+		// cgfreeze from before the intent died holding it.
+		m, strategy = o.childMark, StrategySubtree
 	}
 	if m.Strategy != "" {
 		strategy = m.Strategy
 	}
 	rec := Recovery{Recovered: true, Holder: m.Holder, Strategy: strategy}
-	err = retryThaw(ctx, func() error { return thaw(ctx, root, t.Path, strategy, m.Children) })
+	err = retryThaw(ctx, func() error {
+		if err := thaw(ctx, root, t.Path, strategy, o.subtreeChildren()); err != nil {
+			return err
+		}
+		if strategy != StrategySubtree && len(o.children) > 0 {
+			// Marked children beside a v1 or direct mark.
+			return thaw(ctx, root, t.Path, StrategySubtree, nil)
+		}
+		return nil
+	})
 	return rec, err
 }
 

@@ -29,10 +29,6 @@ const (
 	StrategySubtree Strategy = "subtree"
 )
 
-// ChildName is the name of the cgroup that the subtree strategy creates
-// under the target.
-const ChildName = "cgfreeze"
-
 // Options says which process's cgroup to freeze and where to look.
 type Options struct {
 	// PID is a process of the target; its cgroup is the target.
@@ -55,6 +51,12 @@ type Options struct {
 	SysCgroup string
 	// Version forces cgroup v1 or v2; 0 detects.
 	Version int
+	// Recovering tells that the target is resolved to be thawed (Recover)
+	// or inspected, not frozen: the workload check of a default PID 1
+	// (PIDDefaulted) does not refuse a target that carries a cgfreeze
+	// mark, since a cgfreeze chose and froze it, and undoing that must not
+	// depend on what else the PID namespace shows.
+	Recovering bool
 	// CgroupMount, when set, is where the target's hierarchy is mounted
 	// already (the v1 freezer hierarchy's root, or cgroup2's), showing the
 	// root of the caller's cgroup namespace. It is used instead of a
@@ -180,6 +182,9 @@ func Resolve(opts Options) (*Target, error) {
 		mopts.Clones = mount.RootMountsFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
 	}
 	fs, err := mount.Open(spec, mopts)
+	if errors.Is(err, mount.ErrNotHierarchyRoot) {
+		return nil, fmt.Errorf("%w: --cgroup-mount %s: %w; pass a mount of the whole hierarchy made in cgfreeze's cgroup namespace, or leave --cgroup-mount out", ErrUnsafeTarget, opts.CgroupMount, err)
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -191,6 +196,9 @@ func Resolve(opts Options) (*Target, error) {
 	err = fs.Do(func(root *mount.Root) error {
 		if err := t.inspect(root, viewNS, self); err != nil {
 			return err
+		}
+		if checkPID1 && opts.Recovering && carriesMark(root, t.Path) {
+			checkPID1 = false
 		}
 		if checkPID1 {
 			pids, err := treePIDs(root, t.Path)
@@ -257,7 +265,7 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 	if procs.Outside(t.Path) {
 		return fmt.Errorf("target cgroup %s is outside the cgroup namespace cgfreeze works in", t.Path)
 	}
-	if t.Version == 2 && path.Base(t.Path) == ChildName {
+	if t.Version == 2 && t.Path != "/" && IsChildName(path.Base(t.Path)) && ownedByParent(root, t.Path) {
 		// The process sits in the child a subtree freeze made (that freeze
 		// holds, or its holder died): the target is the child's parent.
 		t.Path = path.Dir(t.Path)
@@ -307,6 +315,9 @@ func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
 		// whole processes, and its cgroup.freeze covers their threads,
 		// but its processes cannot move into a domain child.
 		typ, err := root.ReadFile(path.Join(t.Path, "cgroup.type"))
+		if err == nil && typ == "domain threaded" && t.Strategy == StrategySubtree {
+			return fmt.Errorf("%w: cgroup %s is of type %q (a threaded child makes it so): the subtree strategy would move its processes into a child cgroup, which the kernel allows only into a threaded one, where a process could not stay whole; only the target's own cgroup.freeze would freeze it, which may not be written from inside its cgroup namespace (nsdelegate): run cgfreeze on the node with --pid (the direct strategy), see docs/troubleshooting.md", ErrUnsafeTarget, t.Path, typ)
+		}
 		if err == nil && typ != "domain" && (typ != "domain threaded" || t.Strategy != StrategyDirect) {
 			return fmt.Errorf("%w: cgroup %s is of type %q, which cgfreeze cannot freeze whole by %s; point --pid at a process of the container's main cgroup", ErrUnsafeTarget, t.Path, typ, t.Strategy)
 		}

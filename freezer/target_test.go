@@ -124,6 +124,7 @@ type fakeProcess struct {
 	nsLink  string
 	pidNS   string // the ns/pid link, when not ""
 	cmdline string // NUL-separated, when not ""
+	stat    string // the stat file, when not ""
 }
 
 func fakeProcTree(t *testing.T, ps map[int]fakeProcess) string {
@@ -151,6 +152,11 @@ func fakeProcTree(t *testing.T, ps map[int]fakeProcess) string {
 		}
 		if p.cmdline != "" {
 			if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte(p.cmdline), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p.stat != "" {
+			if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(p.stat), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cgfreeze/cgfreeze/freezer"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,6 +24,25 @@ type cgroup struct {
 }
 
 func (c *cgroup) String() string { return c.dir }
+
+// ownChild returns the child cgroup that a subtree freeze made under c
+// (freezer.ChildPrefix and random digits), or nil when there is none.
+func (c *cgroup) ownChild() *cgroup {
+	entries, _ := os.ReadDir(c.dir)
+	for _, e := range entries {
+		if e.IsDir() && isOwnChildName(e.Name()) {
+			return c.sub(e.Name())
+		}
+	}
+	return nil
+}
+
+// isOwnChildName tells whether a cgroup's name is that of the child a
+// subtree freeze makes (not the legacy "cgfreeze", which a test may give a
+// workload's own cgroup).
+func isOwnChildName(name string) bool {
+	return strings.HasPrefix(name, freezer.ChildPrefix) && freezer.IsChildName(name)
+}
 
 func (c *cgroup) file(name string) string { return filepath.Join(c.dir, name) }
 

@@ -19,7 +19,7 @@ func (tg *target) restored() bool {
 		return false
 	}
 	for _, cg := range all {
-		if filepath := cg.dir; slices.Contains([]string{"cgfreeze"}, baseName(filepath)) {
+		if isOwnChildName(baseName(cg.dir)) {
 			return false
 		}
 		if tg.kind == kindV1 {

@@ -32,6 +32,9 @@ type harness struct {
 	workloads  []*workload
 	runs       []*run
 	cg2Options []string // what the cgroup2 superblock options must read at the end
+	// foreign are cgroups named like cgfreeze's that the test made for
+	// the workload (a workload's own "cgfreeze" child), not leftovers.
+	foreign map[string]bool
 }
 
 func newHarness(t testing.TB) *harness {
@@ -40,7 +43,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: t.TempDir(), cg2Options: opts}
+	h := &harness{t: t, dir: t.TempDir(), cg2Options: opts, foreign: map[string]bool{}}
 	t.Cleanup(h.cleanup)
 	return h
 }
@@ -60,7 +63,7 @@ func (h *harness) checkLeftovers() {
 			continue
 		}
 		for _, cg := range all {
-			if filepath.Base(cg.dir) == "cgfreeze" {
+			if base := filepath.Base(cg.dir); isOwnChildName(base) || base == "cgfreeze" && !h.foreign[cg.dir] {
 				h.t.Errorf("leftovers: cgroup %s is still there", cg)
 			}
 			if cg.version == 1 {

@@ -59,7 +59,11 @@ func (rt *ociRuntime) requireFrozen(what string, c *container) {
 		}
 		return
 	}
-	child := c.cg.sub("cgfreeze")
+	child := c.cg.ownChild()
+	if child == nil {
+		h.t.Errorf("%s: no cgfreeze child under %s", what, c.cg)
+		return
+	}
 	if v, err := child.frozen(); err != nil || v != "1" {
 		h.t.Errorf("%s: %s says frozen %q (%v), not 1", what, child.file("cgroup.events"), v, err)
 	}
@@ -78,8 +82,8 @@ func (rt *ociRuntime) requireThawed(what string, c *container) {
 		}
 		return
 	}
-	if _, err := os.Stat(c.cg.sub("cgfreeze").dir); err == nil {
-		h.t.Errorf("%s: %s is still there", what, c.cg.sub("cgfreeze"))
+	if child := c.cg.ownChild(); child != nil {
+		h.t.Errorf("%s: %s is still there", what, child)
 	}
 	if v, err := c.cg.frozen(); err != nil || v != "0" {
 		h.t.Errorf("%s: %s says frozen %q (%v), not 0", what, c.cg.file("cgroup.events"), v, err)
@@ -309,8 +313,8 @@ func TestKubectlDebugRuncPause(t *testing.T) {
 				t.Errorf("after the refusal the container is %q, not paused", st.Status)
 			}
 			h.requireStill("still paused after the refusal", app.cg, stillFor, app.w)
-			if _, err := os.Stat(app.cg.sub("cgfreeze").dir); err == nil {
-				t.Errorf("the refusal created %s", app.cg.sub("cgfreeze"))
+			if child := app.cg.ownChild(); child != nil {
+				t.Errorf("the refusal created %s", child)
 			}
 			rt.must("resume", app.id)
 			h.requireProgress("after runc resume", app.w)

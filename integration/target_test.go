@@ -49,6 +49,10 @@ type targetOpts struct {
 	noPdeathsig bool
 	mode        string // the workload's mode: "count" (default) or "fork"
 	nested      bool   // workers in child cgroups c1, c2 and c1/g1 of the target
+	// subs, instead of nested: the child cgroups (paths below the target,
+	// parents first) with a worker each. One named "cgfreeze" is the
+	// workload's own, not a leftover of cgfreeze's.
+	subs []string
 	// nsdelegate switches nsdelegate on for every kind (kindSubtree always
 	// has it), as on a systemd host.
 	nsdelegate bool
@@ -81,6 +85,17 @@ func (h *harness) newTarget(k kind, o targetOpts) *target {
 	if o.nested {
 		c1 := h.child(tg.cg, "c1")
 		tg.subs = []*cgroup{c1, h.child(tg.cg, "c2"), h.child(c1, "g1")}
+	}
+	for _, rel := range o.subs {
+		parent := tg.cg
+		if d := filepath.Dir(rel); d != "." {
+			parent = tg.cg.sub(d)
+		}
+		sub := h.child(parent, filepath.Base(rel))
+		if filepath.Base(rel) == "cgfreeze" {
+			h.foreign[sub.dir] = true
+		}
+		tg.subs = append(tg.subs, sub)
 	}
 	tg.w = h.startWorkload(tg.cg, workloadOpts{mode: o.mode, subs: tg.subs, pidns: k == kindSubtree, netns: o.netns, noPdeathsig: o.noPdeathsig})
 	if k == kindSubtree {
@@ -246,14 +261,14 @@ func (tg *target) requireFrozen(what string) {
 			}
 		}
 		for _, cg := range all {
-			if filepath.Base(cg.dir) == "cgfreeze" {
+			if isOwnChildName(filepath.Base(cg.dir)) {
 				h.t.Errorf("%s: the direct strategy created %s", what, cg)
 			}
 		}
 	case kindSubtree:
-		child := tg.cg.sub("cgfreeze")
-		if _, err := os.Stat(child.dir); err != nil {
-			h.t.Fatalf("%s: no cgfreeze cgroup under the target: %v (cgroups: %v)", what, err, all)
+		child := tg.cg.ownChild()
+		if child == nil {
+			h.t.Fatalf("%s: no cgfreeze cgroup under the target (cgroups: %v)", what, all)
 		}
 		if v, err := tg.cg.read("cgroup.freeze"); err != nil || v != "0" {
 			h.t.Errorf("%s: the target's own %s reads %q (%v): the subtree strategy must not (cannot) write it", what, tg.cg.file("cgroup.freeze"), v, err)

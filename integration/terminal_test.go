@@ -84,9 +84,14 @@ func TestTerminalHold(t *testing.T) {
 			dir := t.TempDir()
 			events := filepath.Join(dir, "events.json")
 			p := &pane{t: t, tmux: tmux, socket: fmt.Sprintf("cgfreeze-itest-%d-%s", os.Getpid(), k)}
-			shell := shellQuote(tg.argv("", "--duration", "60s")) + " >" + events + "; echo EXIT=$?; sleep 60"
-			p.cmd("new-session", "-d", "-s", "hold", "-x", "150", "-y", "40", shell)
+			shell := shellQuote(tg.argv("", "--duration", "60s")) + " >" + events + "; echo EXIT=$?"
+			// The pane stays after its command ends (remain-on-exit), so
+			// that the last screen can be read: it is set on a placeholder
+			// that the command then replaces.
+			p.cmd("-f", "/dev/null", "new-session", "-d", "-s", "hold", "-x", "150", "-y", "40", "sleep 600")
 			t.Cleanup(func() { _ = exec.Command(tmux, "-L", p.socket, "kill-server").Run() })
+			p.cmd("set-option", "-t", "hold", "remain-on-exit", "on")
+			p.cmd("respawn-pane", "-k", "-t", "hold", shell)
 
 			headers := func(n int) func(string) bool {
 				return func(s string) bool { return strings.Count(s, "cgfreeze: FROZEN ") >= n }
@@ -155,6 +160,8 @@ func TestNoViewWithoutTerminal(t *testing.T) {
 	h := newHarness(t)
 	tg := h.newTarget(kindDirect, targetOpts{})
 	r := tg.start("", "--duration", "1500ms")
+	r.waitEvent("frozen")
+	r.waitEvent("thawed")
 	if code := r.wait(); code != 0 {
 		t.Fatalf("exit %d: %s", code, r.describe())
 	}

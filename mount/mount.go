@@ -51,6 +51,10 @@ type Options struct {
 	// already (the root of a v1 hierarchy, or of cgroup2). It is used as it
 	// is, read-only or not, instead of a mount of cgfreeze's own: for hosts
 	// where mounting is not allowed but the cgroup filesystem is visible.
+	// It must be the root of a mount whose mountinfo root is "/" as the
+	// caller's cgroup namespace sees it; anything else (a bind of a
+	// subdirectory, a directory below a mount, a mount from another cgroup
+	// namespace) is refused with ErrNotHierarchyRoot.
 	Existing string
 	// Clones are directories where the root of the hierarchy is mounted
 	// (from the caller's mountinfo), tried in turn: the first that is a
@@ -61,6 +65,9 @@ type Options struct {
 	// re-applies the hierarchy's flags). When none can be copied, a new
 	// mount is made.
 	Clones []string
+	// Fake, for unit tests, makes the mount a stand-in on a plain
+	// directory (see Fake); nothing is mounted and no namespace entered.
+	Fake *Fake
 }
 
 // Open mounts the hierarchy described by spec on a fresh OS thread, in the
@@ -91,6 +98,8 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 	}
 	rootFD, err := -1, error(nil)
 	switch {
+	case opts.Fake != nil:
+		rootFD, err = opts.Fake.open()
 	case opts.Existing != "":
 		rootFD, err = openExisting(fs.spec, opts.Existing)
 	default:
@@ -107,7 +116,7 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 		ready <- err
 		return
 	}
-	root := &Root{fd: rootFD}
+	root := &Root{fd: rootFD, fake: opts.Fake}
 	defer unix.Close(rootFD)
 	ready <- nil
 	for c := range fs.calls {
@@ -172,7 +181,9 @@ func (s Spec) String() string {
 }
 
 // openExisting opens the root of a hierarchy that is mounted already, after
-// checking that it is one of the version wanted.
+// checking that it is one of the version wanted and that it shows the root
+// of the hierarchy as the calling thread's cgroup namespace sees it
+// (checkExistingRoot): cgroup paths are relative to that root.
 func openExisting(spec Spec, dir string) (int, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -191,6 +202,10 @@ func openExisting(spec Spec, dir string) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s is not the root of a %s mount", dir, fsType(spec))
 	}
+	if err := checkExistingRoot(fd, dir); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
 	return fd, nil
 }
 
@@ -206,6 +221,8 @@ func OpenReader(spec Spec, opts Options) (*Root, func(), error) {
 	var fd int
 	var err error
 	switch {
+	case opts.Fake != nil:
+		fd, err = opts.Fake.open()
 	case opts.Existing != "":
 		fd, err = openExisting(spec, opts.Existing)
 	default:
@@ -223,7 +240,7 @@ func OpenReader(spec Spec, opts Options) (*Root, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Root{fd: fd}, func() { _ = unix.Close(fd) }, nil
+	return &Root{fd: fd, fake: opts.Fake}, func() { _ = unix.Close(fd) }, nil
 }
 
 // cloneHierarchy returns a file descriptor of a detached copy (open_tree
@@ -359,6 +376,9 @@ func legacyMountHierarchy(spec Spec) (int, error) {
 
 // ReadOnly tells whether a mount's file system refuses writes.
 func (r *Root) ReadOnly() (bool, error) {
+	if r.fake != nil {
+		return false, nil
+	}
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(r.fd, &st); err != nil {
 		return false, err

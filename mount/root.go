@@ -17,6 +17,8 @@ import (
 // itself); paths that climb out with ".." are refused.
 type Root struct {
 	fd int
+	// fake, when set, makes the root a stand-in for tests (see Fake).
+	fake *Fake
 }
 
 // ErrOutside reports a path that leaves the mount.
@@ -65,12 +67,28 @@ func (r *Root) ReadFile(p string) (string, error) {
 // WriteFile writes value to an existing file in one write(2), as cgroup
 // files want; the error names the path and the value.
 func (r *Root) WriteFile(p, value string) error {
+	if r.fake != nil {
+		return r.fake.write(r, p, value)
+	}
 	f, err := r.Open(p, unix.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("write %q: %w", value, err)
 	}
 	defer f.Close()
 	return WriteValue(f, value)
+}
+
+// OpenWrite opens a cgroup file for writing, for a caller that writes many
+// values to it (one PID at a time to cgroup.procs): each Write is one
+// write(2), one value.
+func (r *Root) OpenWrite(p string) (io.WriteCloser, error) {
+	if r.fake != nil {
+		if ok, err := r.Exists(p); err != nil || !ok {
+			return nil, existsErr(p, err)
+		}
+		return fakeWriter{r: r, p: p}, nil
+	}
+	return r.Open(p, unix.O_WRONLY)
 }
 
 // WriteValue writes value to an open cgroup file in one write(2).
@@ -98,6 +116,9 @@ func (r *Root) Mkdir(p string) error {
 	if err := unix.Mkdirat(r.fd, name, 0o755); err != nil {
 		return &os.PathError{Op: "mkdir", Path: p, Err: err}
 	}
+	if r.fake != nil && r.fake.OnMkdir != nil {
+		return r.fake.OnMkdir(fakeKey(p))
+	}
 	return nil
 }
 
@@ -107,6 +128,9 @@ func (r *Root) Rmdir(p string) error {
 	name, err := rel(p)
 	if err != nil {
 		return err
+	}
+	if r.fake != nil {
+		return r.fake.rmdir(r, p)
 	}
 	const rmdirWait = time.Second
 	deadline := time.Now().Add(rmdirWait)
@@ -162,6 +186,9 @@ func (r *Root) Children(p string) ([]string, error) {
 // GetXattr reads an extended attribute of a cgroup directory; a missing
 // attribute is ("", nil).
 func (r *Root) GetXattr(p, name string) (string, error) {
+	if r.fake != nil {
+		return r.fake.getXattr(r, p, name)
+	}
 	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return "", err
@@ -180,6 +207,9 @@ func (r *Root) GetXattr(p, name string) (string, error) {
 
 // SetXattr sets an extended attribute of a cgroup directory.
 func (r *Root) SetXattr(p, name, value string) error {
+	if r.fake != nil {
+		return r.fake.setXattr(r, p, name, value)
+	}
 	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return err
@@ -193,6 +223,9 @@ func (r *Root) SetXattr(p, name, value string) error {
 
 // RemoveXattr removes an extended attribute; a missing one is no error.
 func (r *Root) RemoveXattr(p, name string) error {
+	if r.fake != nil {
+		return r.fake.removeXattr(r, p, name)
+	}
 	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return err

@@ -101,7 +101,8 @@ func ContainerOf(p string) (cgroup, id string, hasID bool) {
 // Containers groups the processes visible in procRoot by container. It
 // reads every <procRoot>/<pid>/cgroup and takes the path of the v1 freezer
 // hierarchy (version 1) or of cgroup2 (version 2); processes without that
-// hierarchy, and processes that exit meanwhile, are left out. The paths are
+// hierarchy, processes that exit meanwhile, and dead ones (zombies, see
+// Dead) are left out. The paths are
 // those of the reader's cgroup namespace, so a container outside it reads
 // "/../<id>" and its ID is still found.
 //
@@ -132,7 +133,7 @@ func Containers(procRoot string, version int) ([]Container, error) {
 			return nil, err
 		}
 		p, ok := hierarchyPath(cg, version)
-		if !ok {
+		if !ok || Dead(procRoot, pid) {
 			continue
 		}
 		key, id, hasID := ContainerOf(p)

@@ -78,3 +78,30 @@ func parseStartTime(stat string) (uint64, error) {
 	}
 	return strconv.ParseUint(fields[19], 10, 64)
 }
+
+// Dead tells whether process pid has exited and only its entry is left: a
+// zombie (state Z) its parent has not reaped yet, or a task being reaped
+// (X). Such a process runs nothing and its cgroup's cgroup.procs no longer
+// lists it, though <procRoot>/<pid>/cgroup still names the cgroup it died
+// in. In a PID namespace whose init is frozen, every orphan that exits
+// stays so until the thaw: init cannot reap it (a killed cgfreeze agent in
+// an ephemeral container, kubectl debug's path). A process whose stat
+// cannot be read is not called dead: the callers skip processes that are
+// gone by other means.
+func Dead(procRoot string, pid int) bool {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	state, ok := parseState(string(b))
+	return ok && (state == 'Z' || state == 'X')
+}
+
+// parseState returns field 3 of /proc/<pid>/stat, the process's state.
+func parseState(stat string) (byte, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 || i+3 > len(stat) || stat[i+1] != ' ' {
+		return 0, false
+	}
+	return stat[i+2], true
+}

@@ -2,10 +2,14 @@ package procs_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cgfreeze/cgfreeze/procs"
 )
@@ -280,5 +284,63 @@ func TestStartTimeSelf(t *testing.T) {
 	}
 	if got == 0 {
 		t.Errorf("StartTime(/proc, %d) = 0, want a positive tick count", pid)
+	}
+}
+
+// TestDead: the state field of stat, after a command name that holds
+// spaces and parentheses; a process without a readable stat is not dead.
+func TestDead(t *testing.T) {
+	root := t.TempDir()
+	for pid, stat := range map[int]string{
+		1: "1 (sleep) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0",
+		2: "2 (a) Z) (b) Z 1 2 2 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0",
+		3: "3 (x) X 1 3 3",
+		4: "4 (y) R 1 4 4",
+		5: "malformed",
+	} {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pid, want := range map[int]bool{1: false, 2: true, 3: true, 4: false, 5: false, 6: false} {
+		if got := procs.Dead(root, pid); got != want {
+			t.Errorf("Dead(%d) = %v, want %v", pid, got, want)
+		}
+	}
+}
+
+// TestDeadZombie makes a real zombie: sleep, exec'd by a shell that
+// started a child, never reaps it.
+func TestDeadZombie(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	cmd := exec.Command("sh", "-c", "sleep 0 & echo $!; exec sleep 10")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var zombie int
+	if _, err := fmt.Fscan(out, &zombie); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 5 * time.Second
+	deadline := time.Now().Add(limit)
+	for !procs.Dead("/proc", zombie) {
+		if time.Now().After(deadline) {
+			t.Fatalf("PID %d is not a zombie after %v", zombie, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if procs.Dead("/proc", cmd.Process.Pid) {
+		t.Errorf("the running sleep (PID %d) is called dead", cmd.Process.Pid)
 	}
 }

@@ -1,0 +1,196 @@
+package freezer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/cgfreeze/cgfreeze/internal/faults"
+	"github.com/cgfreeze/cgfreeze/mount"
+	"golang.org/x/sys/unix"
+)
+
+// v1 freezes through the cgroup v1 freezer controller: FROZEN written to the
+// target's freezer.state, which freezes its whole subtree; the kernel keeps
+// every descendant frozen, whatever is written below.
+type v1 struct{}
+
+// v1 freezer: freezer.state is re-read with a back-off from v1BackoffBase to
+// v1MaxBackoff (v1 has no notification), FROZEN is written again every
+// v1RewriteEvery reads (it kicks the tasks that have not frozen yet), and a
+// FREEZING that does not settle within v1ThawAfter is broken by a short
+// thaw, the way runc does.
+const (
+	v1BackoffBase  = 50 * time.Microsecond
+	v1MaxBackoff   = time.Millisecond
+	v1RewriteEvery = 8
+	v1ThawAfter    = 500 * time.Millisecond
+	v1ThawPause    = 10 * time.Millisecond
+)
+
+func (v1) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err error) {
+	t := f.Target
+	stateFile := path.Join(t.Path, "freezer.state")
+	state, err := root.ReadFile(stateFile)
+	if err != nil {
+		return classify(err)
+	}
+	if state != "THAWED" {
+		return alreadyFrozen(root, t.Path, t.Path, strings.ToLower(state))
+	}
+	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyFreezer)); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = f.rollback(root, err)
+		}
+	}()
+	if err := faults.Point("freeze:marked"); err != nil {
+		return err
+	}
+	write := func() error {
+		if err := root.WriteFile(stateFile, "FROZEN"); err != nil {
+			return classify(err)
+		}
+		return faults.Point("freeze:written")
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	since, backoff := time.Now(), v1BackoffBase
+	for i := 1; ; i++ {
+		state, err := root.ReadFile(stateFile)
+		if err != nil {
+			return classify(err)
+		}
+		if state == "FROZEN" {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %s still reads %s after %d tries (processes keep forking, or are in uninterruptible sleep): %w", ErrFreezeFailed, stateFile, state, i, context.Cause(ctx))
+		}
+		switch {
+		case time.Since(since) >= v1ThawAfter:
+			// Processes that keep forking can hold FREEZING for long; a
+			// brief thaw lets them settle before the next try.
+			if err := root.WriteFile(stateFile, "THAWED"); err != nil {
+				return classify(err)
+			}
+			threadSleep(v1ThawPause)
+			if err := write(); err != nil {
+				return err
+			}
+			since, backoff = time.Now(), v1BackoffBase
+			continue
+		case i%v1RewriteEvery == 0:
+			if err := write(); err != nil {
+				return err
+			}
+		}
+		threadSleep(backoff)
+		backoff = min(2*backoff, v1MaxBackoff)
+	}
+}
+
+func (s v1) rollback(ctx context.Context, root *mount.Root, f *Frozen) error {
+	return s.thaw(ctx, root, f.Target.Path, nil)
+}
+
+func (v1) thaw(ctx context.Context, root *mount.Root, cgPath string, _ []string) error {
+	stateFile := path.Join(cgPath, "freezer.state")
+	if err := root.WriteFile(stateFile, "THAWED"); err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return nil
+		}
+		return classify(err)
+	}
+	if err := faults.Point("thaw:written"); err != nil {
+		return err
+	}
+	for {
+		// freezer.state shows the combined state with the ancestors;
+		// self_freezing is this cgroup's own.
+		self, err := root.ReadFile(path.Join(cgPath, "freezer.self_freezing"))
+		if err != nil {
+			return ignoreCgroupRemoved(err)
+		}
+		if self == "0" {
+			return ignoreCgroupRemoved(root.RemoveXattr(cgPath, markXattr))
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: self_freezing still 1 after writing THAWED", cgPath)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// threadSleep sleeps on the calling OS thread, the mount's: Go's timers
+// round a sleep below a millisecond up to about one (the runtime's poller
+// waits in whole milliseconds), which the v1 back-off would pay at every
+// read.
+func threadSleep(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	for {
+		var rem unix.Timespec
+		if err := unix.Nanosleep(&ts, &rem); !errors.Is(err, unix.EINTR) {
+			return
+		}
+		ts = rem
+	}
+}
+
+// The v1 hold. v1 has no notification: the hold reads
+// freezer.self_freezing every v1HoldEvery (a few µs a read) to see the
+// runtime's or owner's thaw (runc thaws a paused v1 container before it
+// kills it), and counts the target's processes every v1HoldCountEvery
+// (a v1 cgroup lists them sorted, 1.5 µs each; a frozen v1 task cannot
+// exit, not even on SIGKILL, so the cgroup empties only by migration or
+// after a thaw, which the first check sees).
+const (
+	v1HoldEvery      = 50 * time.Millisecond
+	v1HoldCountEvery = time.Second
+)
+
+// A v1 hold: held means the target's own freezer.self_freezing is 1 and
+// freezer.state reads FROZEN; the kernel keeps every descendant, those
+// created later and the processes that join later frozen, so there is
+// nothing to repair, only the end of the hold to see.
+func (v1) holdStart(*mount.Root, *hold) (holdPolicy, error) {
+	return holdPolicy{fullEvery: v1HoldEvery}, nil
+}
+
+func (v1) holdQuick(*hold) bool { return false }
+
+func (v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
+	t := h.f.Target
+	self, err := readGone(root, t.Path, "freezer.self_freezing")
+	if err != nil {
+		return err
+	}
+	if self != "1" {
+		return fmt.Errorf("%w: %s/freezer.self_freezing reads %s (its runtime or owner wrote THAWED)", ErrThawedByOther, t.Path, self)
+	}
+	state, err := readGone(root, t.Path, "freezer.state")
+	if err != nil {
+		return err
+	}
+	h.frozenOrLate(t.Path, state == "FROZEN")
+	if time.Since(h.lastCount) >= v1HoldCountEvery {
+		h.lastCount = time.Now()
+		n, err := countProcesses(root, t.Path)
+		if err != nil {
+			if ignoreCgroupRemoved(err) == nil {
+				return gone(t.Path, "was removed")
+			}
+			return classify(err)
+		}
+		if n == 0 {
+			return gone(t.Path, "has no process left")
+		}
+	}
+	return nil
+}
