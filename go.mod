@@ -3,7 +3,6 @@ module github.com/cgfreeze/cgfreeze
 go 1.26.8
 
 require (
-	github.com/containerd/cgroups/v3 v3.1.3
 	github.com/mattn/go-isatty v0.0.20
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/rabbitmq/amqp091-go v1.16.0
@@ -15,7 +14,6 @@ require (
 
 require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
-	github.com/moby/sys/userns v0.1.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
