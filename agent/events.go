@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgfreeze/cgfreeze/contract"
-	"golang.org/x/sys/unix"
 )
 
 // EventQueue is how many events wait for a blocked stdout before the
@@ -281,37 +280,6 @@ func stamp(e *contract.Event, now time.Time) {
 }
 
 func (w *Writer) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
-
-// watchable returns the descriptor of f when it is a pipe or a socket:
-// what poll(2) reports closed when its reader goes away.
-func watchable(f *os.File) (int, bool) {
-	var st unix.Stat_t
-	fd := int(f.Fd())
-	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, false
-	}
-	m := st.Mode & unix.S_IFMT
-	return fd, m == unix.S_IFIFO || m == unix.S_IFSOCK
-}
-
-// watchClosed waits, in poll(2) with no event asked for, until the
-// reader's end of fd goes away: a pipe then reports POLLERR, a socket
-// POLLHUP. So a closed stdout is noticed while nothing is written (the
-// hold writes nothing between frozen and thawed): `cgfreeze | head -c1`
-// ends the hold at once.
-func (w *Writer) watchClosed(fd int) {
-	fds := []unix.PollFd{{Fd: int32(fd)}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if err != nil && errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err == nil && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
-			w.markGone()
-		}
-		return
-	}
-}
 
 // Format returns an event as the line written on stdout: JSON, or text
 // ("event key=value ..." with the keys sorted, and a value that holds a

@@ -17,7 +17,7 @@ func ExampleResolve_notFound() {
 	if err != nil {
 		panic(err)
 	}
-	defer os.RemoveAll(emptyProc)
+	defer func() { _ = os.RemoveAll(emptyProc) }()
 	_, err = freezer.Resolve(freezer.Options{PID: 4242, ProcRoot: emptyProc})
 	fmt.Println(errors.Is(err, freezer.ErrTargetNotFound))
 	// Output: true

@@ -19,40 +19,35 @@ import (
 // integration/ runs the same calls on real cgroups. ExampleResolve_notFound
 // (example_linux_test.go) runs.
 
-// A freeze, a hold of at most 30 seconds that Ctrl-C or SIGTERM ends
-// sooner, and a thaw within a deadline. The caller is the watchdog: if it
-// dies while the target is frozen, the target stays frozen until
-// `cgfreeze thaw` (or freezer.Recover) undoes it (see the package doc,
-// "Crash safety").
-func Example() {
-	t, err := freezer.Resolve(freezer.Options{PID: 4242})
+// freezeHoldThaw freezes the cgroup of pid, holds it until ctx ends (or
+// the target does), and thaws it within a deadline, whatever happened.
+func freezeHoldThaw(ctx context.Context, pid int) (err error) {
+	t, err := freezer.Resolve(freezer.Options{PID: pid})
 	if err != nil {
-		log.Fatal(err) // nothing changed
+		return err // nothing changed
 	}
-	defer t.Close()
+	defer func() { err = errors.Join(err, t.Close()) }()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	frozen, err := freezer.Freeze(ctx, t)
+	freezeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	frozen, err := freezer.Freeze(freezeCtx, t)
 	cancel()
 	if err != nil {
-		log.Fatal(err) // rolled back: the target runs (unless errors.Is(err, freezer.ErrThawFailed))
+		return err // rolled back: the target runs (unless errors.Is(err, freezer.ErrThawFailed))
 	}
 	fmt.Printf("froze %d processes of %s (%s)\n", frozen.Processes, t.Path, t.Strategy)
-
-	held, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	held, cancelHold := context.WithTimeout(held, 30*time.Second)
-	defer cancelHold()
-	herr := frozen.Hold(held, func(r freezer.HoldReport) {
+	herr := frozen.Hold(ctx, func(r freezer.HoldReport) {
 		log.Printf("%s: %s in %s", r.Kind, r.What, r.Cgroup)
 	})
 
 	// Thaw whatever ended the hold: a thaw of a target that went away is a
-	// no-op.
+	// no-op. It retries until its deadline, then says what is left.
 	thawCtx, cancelThaw := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelThaw()
 	if err := frozen.Thaw(thawCtx); err != nil {
-		log.Fatalf("%v: run `cgfreeze thaw --pid 4242`", err)
+		// The target may still be frozen: release the lock so that
+		// `cgfreeze thaw` (or freezer.Recover) can undo it.
+		frozen.Abandon()
+		return fmt.Errorf("%w: run `cgfreeze thaw --pid %d`", err, pid)
 	}
 	switch {
 	case errors.Is(herr, freezer.ErrTargetGone):
@@ -62,45 +57,51 @@ func Example() {
 	default:
 		fmt.Println("thawed")
 	}
+	return nil
+}
+
+// A freeze, a hold of at most 30 seconds that Ctrl-C or SIGTERM ends
+// sooner, and a thaw within a deadline. The caller is the watchdog: if it
+// dies while the target is frozen, the target stays frozen until
+// `cgfreeze thaw` (or freezer.Recover) undoes it (see the package doc,
+// "Crash safety").
+func Example() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := freezeHoldThaw(ctx, 4242); err != nil {
+		fmt.Println(err)
+	}
 }
 
 // Freeze with a deadline: a freeze that does not complete in time is
-// rolled back before Freeze returns.
+// rolled back before Freeze returns; a target someone else froze is left
+// alone.
 func ExampleFreeze() {
 	t, err := freezer.Resolve(freezer.Options{ContainerID: "containerd://8aa7568f79cd"})
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
-	defer t.Close()
+	defer func() { _ = t.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	frozen, err := freezer.Freeze(ctx, t)
-	if errors.Is(err, freezer.ErrAlreadyFrozen) {
-		log.Fatal("frozen by someone else, or held by a running cgfreeze: left alone")
+	switch {
+	case errors.Is(err, freezer.ErrAlreadyFrozen):
+		fmt.Println("frozen by someone else, or held by a running cgfreeze: left alone")
+		return
+	case err != nil:
+		fmt.Println(err)
+		return
 	}
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer func() {
-		thaw, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := frozen.Thaw(thaw); err != nil {
-			log.Print(err)
-		}
-	}()
 	time.Sleep(time.Second) // the work done while the target is frozen
-}
-
-// Thaw with a deadline: it retries until then, and says what is left.
-func ExampleFrozen_Thaw() {
-	var frozen *freezer.Frozen // from freezer.Freeze
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := frozen.Thaw(ctx); errors.Is(err, freezer.ErrThawFailed) {
-		// The target may still be frozen: hand it over rather than exit
-		// with it frozen (Abandon releases the lock for Recover).
+	thaw, cancelThaw := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelThaw()
+	if err := frozen.Thaw(thaw); err != nil {
 		frozen.Abandon()
-		log.Fatalf("%v: run `cgfreeze thaw`", err)
+		fmt.Println(err)
 	}
 }
 
@@ -108,12 +109,14 @@ func ExampleFrozen_Thaw() {
 func ExampleInspect() {
 	t, err := freezer.Resolve(freezer.Options{PID: 4242, Recovering: true})
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
-	defer t.Close()
+	defer func() { _ = t.Close() }()
 	st, err := freezer.Inspect(t)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
 	fmt.Println(st.State, st.FrozenBy, st.Held)
 }
