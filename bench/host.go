@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,24 +35,18 @@ type mountEntry struct {
 	superOptions             []string
 }
 
+// readMountinfo reads /proc/self/mountinfo with
+// github.com/moby/sys/mountinfo (as package mount does).
 func readMountinfo() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("/proc/self/mountinfo: %w", err)
 	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(a) < 6 || len(b) < 3 {
-			return nil, fmt.Errorf("/proc/self/mountinfo: malformed line %q", sc.Text())
-		}
-		out = append(out, mountEntry{root: a[3], mountPoint: a[4], fsType: b[0], superOptions: strings.Split(b[2], ",")})
+	out := make([]mountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mountEntry{root: m.Root, mountPoint: m.Mountpoint, fsType: m.FSType, superOptions: strings.Split(m.VFSOptions, ",")})
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 func discoverHost() (*host, error) {

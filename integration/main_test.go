@@ -20,9 +20,9 @@
 package integration
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	mobymountinfo "github.com/moby/sys/mountinfo"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,53 +171,26 @@ func build(dir string) error {
 type mountEntry struct {
 	root, mountPoint, fsType, source string
 	superOptions                     []string
-	line                             string
 }
 
+// readMountinfo reads a mountinfo file with github.com/moby/sys/mountinfo
+// (as package mount does); a line it cannot parse fails the test's setup.
 func readMountinfo(file string) ([]mountEntry, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = f.Close() }()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			return nil, fmt.Errorf("%s: malformed line %q", file, line)
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 6 || len(b) < 3 {
-			return nil, fmt.Errorf("%s: malformed line %q", file, line)
-		}
-		out = append(out, mountEntry{
-			root: unescapeMount(a[3]), mountPoint: unescapeMount(a[4]),
-			fsType: b[0], source: b[1], superOptions: strings.Split(b[2], ","), line: line,
-		})
+	ms, err := mobymountinfo.GetMountsFromReader(f, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+	out := make([]mountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mountEntry{root: m.Root, mountPoint: m.Mountpoint, fsType: m.FSType, source: m.Source,
+			superOptions: strings.Split(m.VFSOptions, ",")})
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // discoverHost finds the cgroup2 mount and the v1 freezer mount.
