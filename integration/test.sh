@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need
-# on a fresh Debian machine (busybox-static, runc, buildah, util-linux), then
+# on a fresh Debian machine (busybox-static, runc, buildah, util-linux, tmux,
+# zsh, fish, groff-base), then
 # runs the unit tests with the race detector and the privileged integration
 # suite against real cgroups, which also builds the container image from the
 # Dockerfile with buildah and runs it under runc. Needs root.
@@ -20,6 +21,13 @@ command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-li
 # Debian's package does not start the service inside a container (no init);
 # the tests start their own broker in a network namespace of theirs.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+# The terminal view's end-to-end test drives a real terminal (tmux); the
+# unit tests check the completion scripts with each shell and the man page
+# with groff.
+command -v tmux >/dev/null || need+=(tmux)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test: installing ${need[*]}"
   apt-get update -qq
