@@ -84,7 +84,10 @@ func TestTerminalHold(t *testing.T) {
 			dir := t.TempDir()
 			events := filepath.Join(dir, "events.json")
 			p := &pane{t: t, tmux: tmux, socket: fmt.Sprintf("cgfreeze-itest-%d-%s", os.Getpid(), k)}
-			shell := shellQuote(tg.argv("", "--duration", "60s")) + " >" + events + "; echo EXIT=$?"
+			// The shell traps SIGINT (a handler, which its child does not
+			// inherit, unlike an ignored signal) so that it outlives
+			// Ctrl-C and prints cgfreeze's exit code.
+			shell := "trap true INT; " + shellQuote(tg.argv("", "--duration", "60s")) + " >" + events + "; echo EXIT=$?"
 			// The pane stays after its command ends (remain-on-exit), so
 			// that the last screen can be read: it is set on a placeholder
 			// that the command then replaces.
