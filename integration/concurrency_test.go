@@ -108,7 +108,7 @@ func TestAgentWhileHeld(t *testing.T) {
 				if code := rs.wait(); code != 0 {
 					t.Errorf("status exit %d", code)
 				}
-				if code := tg.start("status", "--exit-code").wait(); code != contract.StatusHeld {
+				if code := tg.statusCode(); code != contract.StatusHeld {
 					t.Errorf("status --exit-code while held: exit %d, want %d", code, contract.StatusHeld)
 				}
 				tg.requireFrozen("after the refused agent")
