@@ -162,3 +162,18 @@ func TestStatusCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestWantsJSON(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false}, {[]string{"-o", "json"}, true}, {[]string{"-ojson"}, true}, {[]string{"-o=json"}, true},
+		{[]string{"--output", "json"}, true}, {[]string{"--output=json"}, true}, {[]string{"-o", "json", "-o", "text"}, false},
+		{[]string{"--output=text"}, false}, {[]string{"-o"}, false}, {[]string{"--", "-o", "json"}, false}, {[]string{"--pid", "json"}, false},
+	} {
+		if got := wantsJSON(tt.args); got != tt.want {
+			t.Errorf("wantsJSON(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
