@@ -39,6 +39,11 @@ type Fake struct {
 	// OnMkdir, when set, is called after a directory is created through
 	// the Root, to fill it with the cgroup's files.
 	OnMkdir func(p string) error
+	// OnRead, when set, answers reads of whole files (Root.ReadFile)
+	// instead of the directory, as kernfs generates a cgroup file's
+	// content at each read: a file the test's kernel rewrites is never
+	// seen half-written. ok false reads the file from the directory.
+	OnRead func(p string) (content string, ok bool, err error)
 	// OnRmdir, when set, replaces the removal of a directory through the
 	// Root (a cgroup directory holds files, which rmdir(2) refuses).
 	OnRmdir func(p string) error
@@ -173,6 +178,20 @@ func (f *Fake) write(r *Root, p, value string) error {
 	}
 	name, _ := rel(p)
 	return os.WriteFile(filepath.Join(f.Dir, name), []byte(value), 0o644)
+}
+
+func (f *Fake) read(p string) (string, bool, error) {
+	if f.OnRead == nil {
+		return "", false, nil
+	}
+	v, ok, err := f.OnRead(fakeKey(p))
+	if err != nil {
+		var pe *os.PathError
+		if !errors.As(err, &pe) {
+			err = &os.PathError{Op: "read", Path: p, Err: err}
+		}
+	}
+	return v, ok, err
 }
 
 func (f *Fake) rmdir(r *Root, p string) error {

@@ -54,6 +54,11 @@ func (r *Root) Open(p string, flags int) (*os.File, error) {
 
 // ReadFile returns a file's content with surrounding white space removed.
 func (r *Root) ReadFile(p string) (string, error) {
+	if r.fake != nil {
+		if v, ok, err := r.fake.read(p); ok || err != nil {
+			return strings.TrimSpace(v), err
+		}
+	}
 	f, err := r.Open(p, unix.O_RDONLY)
 	if err != nil {
 		return "", err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -119,7 +120,11 @@ type Notifier struct {
 	ino     int            // inotify instance, -1 until a directory is added
 	dirs    map[string]int // path -> watch descriptor
 	dirOfWD map[int]string
-	wake    int // an eventfd that Wake writes to, -1 if none
+	// wake is an eventfd that Wake writes to, -1 if none; wakeMu keeps
+	// a Wake from another goroutine off a descriptor Close has closed
+	// (and the kernel may have given to another file).
+	wakeMu sync.Mutex
+	wake   int
 }
 
 // NewNotifier returns a Notifier that watches nothing yet.
@@ -134,6 +139,8 @@ func (r *Root) NewNotifier() *Notifier {
 // Wake ends the Wait under way, or the next one, at once (with no change).
 // It may be called from any goroutine, until Close.
 func (n *Notifier) Wake() {
+	n.wakeMu.Lock()
+	defer n.wakeMu.Unlock()
 	if n.wake >= 0 {
 		_, _ = unix.Write(n.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
@@ -319,10 +326,12 @@ func (n *Notifier) Close() {
 	for p := range n.files {
 		n.Remove(p)
 	}
+	n.wakeMu.Lock()
 	if n.wake >= 0 {
 		_ = unix.Close(n.wake)
 		n.wake = -1
 	}
+	n.wakeMu.Unlock()
 	if n.ino >= 0 {
 		go unix.Close(n.ino)
 		n.ino = -1

@@ -64,6 +64,7 @@ func New(dir string, version int) *Kernel {
 	k.Fake.OnWrite = k.onWrite
 	k.Fake.OnMkdir = k.onMkdir
 	k.Fake.OnRmdir = k.onRmdir
+	k.Fake.OnRead = k.onRead
 	k.mu.Lock()
 	k.syncLocked()
 	k.mu.Unlock()
@@ -379,6 +380,24 @@ func (k *Kernel) onWrite(p, value string) error {
 	}
 	k.syncLocked()
 	return nil
+}
+
+// onRead answers a read from the state, as kernfs generates a file at each
+// read.
+func (k *Kernel) onRead(p string) (string, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f := key(p)
+	c, name := parentOf(f), path.Base(f)
+	cg, ok := k.cgroups[c]
+	if !ok {
+		if _, dir := k.cgroups[f]; dir {
+			return "", false, nil
+		}
+		return "", false, unix.ENOENT
+	}
+	v, ok := k.filesLocked(c, cg)[name]
+	return v, ok, nil
 }
 
 // syncLocked writes every cgroup's files from the state and notifies the
