@@ -2,11 +2,12 @@ package integration
 
 import (
 	"fmt"
-	"github.com/cgfreeze/cgfreeze/contract"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/contract"
 )
 
 // TestConcurrentAgents: two agents started at the same instant against one

@@ -22,16 +22,15 @@ package integration
 import (
 	"errors"
 	"fmt"
-	mobymountinfo "github.com/moby/sys/mountinfo"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
 	"testing"
 
+	mobymountinfo "github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 

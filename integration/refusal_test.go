@@ -1,12 +1,15 @@
 package integration
 
 import (
-	"github.com/cgfreeze/cgfreeze/contract"
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/contract"
 )
 
 // Exit codes of docs/usage.md.
@@ -300,6 +303,9 @@ func (tg *target) leaveFrozen() int {
 	if err := syscall.Kill(holderProcess, syscall.SIGSTOP); err != nil {
 		h.t.Fatal(err)
 	}
+	// kill(2) returns before the holder stops: until it has, it could
+	// still see its supervisor die, and thaw.
+	waitStopped(h, holderProcess)
 	if err := syscall.Kill(supervisor, syscall.SIGKILL); err != nil {
 		h.t.Fatal(err)
 	}
@@ -324,4 +330,21 @@ func (tg *target) statusCode() int {
 	r := tg.start("status", "--exit-code")
 	r.waitEvent("status")
 	return r.wait()
+}
+
+// waitStopped waits until process pid is stopped (state T in its stat).
+func waitStopped(h *harness, pid int) {
+	h.t.Helper()
+	deadline := time.Now().Add(startDeadline)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		// The state follows the command, which is in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); err == nil && i >= 0 && len(b) > i+2 && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("process %d did not stop within %v of SIGSTOP (%q, %v)", pid, startDeadline, b, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
