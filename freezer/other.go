@@ -126,7 +126,9 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error { retu
 func Inspect(t *Target) (Status, error) { return Status{}, notLinux("inspect the target") }
 
 // Recover fails off Linux.
-func Recover(ctx context.Context, t *Target) (Recovery, error) { return Recovery{}, notLinux("recover") }
+func Recover(ctx context.Context, t *Target) (Recovery, error) {
+	return Recovery{}, notLinux("recover")
+}
 
 // RecoverReleased fails off Linux.
 func RecoverReleased(ctx context.Context, t *Target, wait time.Duration) (Recovery, error) {
