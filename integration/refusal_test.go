@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
