@@ -40,8 +40,9 @@ type strategy interface {
 	// the hold must look without a notification.
 	holdStart(root *mount.Root, h *hold) (holdPolicy, error)
 	// holdQuick is the cheap look that the hold makes every
-	// holdPolicy.quickEvery, off the mount's thread (re-reading a file
-	// opened by holdStart): it tells whether holdCheck must run.
+	// holdPolicy.quickEvery, off the mount's thread and on a goroutine of
+	// its own (re-reading a file opened by holdStart): it tells whether
+	// holdCheck must run. It touches nothing else of h.
 	holdQuick(h *hold) bool
 	// holdCheck checks that the target is held and repairs it where the
 	// strategy can, after a notification on the paths changed, or a quick

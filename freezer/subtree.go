@@ -424,9 +424,9 @@ func (subtree) holdJoins(root *mount.Root, h *hold) error {
 		return nil
 	}
 	if moved > 0 {
-		h.repaired("joined", t.Path, moved, h.lastQuiet)
+		h.repaired("joined", t.Path, moved, time.Unix(0, h.lastQuiet.Load()))
 	}
-	h.lastQuiet = time.Now()
+	h.lastQuiet.Store(time.Now().UnixNano())
 	return nil
 }
 

@@ -153,7 +153,7 @@ func threadSleep(d time.Duration) {
 // exit, not even on SIGKILL, so the cgroup empties only by migration or
 // after a thaw, which the first check sees).
 const (
-	v1HoldEvery      = 50 * time.Millisecond
+	v1HoldEvery      = 100 * time.Millisecond
 	v1HoldCountEvery = time.Second
 )
 

@@ -355,10 +355,13 @@ func TestHoldSubtreeRepairs(t *testing.T) {
 
 	// A child cgroup created during the hold, with a process.
 	created := h.child(tg.cg, "created")
-	createdAt := time.Now()
-	createdW := h.joinWorkload(created)
+	frozenAfter := waitUntil(t, "the created child frozen", holdEndDeadline, func() bool {
+		v, err := created.read("cgroup.freeze")
+		return err == nil && v == "1"
+	})
 	r = l.waitReport("child_created", created.rel)
-	t.Logf("child_created: frozen %v after the mkdir (hold's latency %v)", time.Since(createdAt), r.Latency)
+	t.Logf("child_created: cgroup.freeze 1 %v after the mkdir (hold's latency to the confirmed freeze %v)", frozenAfter, r.Latency)
+	createdW := h.joinWorkload(created)
 
 	// A child cgfreeze froze, thawed by another.
 	if err := tg.subs[0].write("cgroup.freeze", "0"); err != nil {
@@ -369,7 +372,7 @@ func TestHoldSubtreeRepairs(t *testing.T) {
 		return err == nil && v == "1"
 	})
 	r = l.waitReport("child_thawed", tg.subs[0].rel)
-	t.Logf("child_thawed: frozen again %v after the thaw (hold's latency %v)", frozenAgain, r.Latency)
+	t.Logf("child_thawed: cgroup.freeze 1 again %v after the thaw (hold's latency to the confirmed freeze %v)", frozenAgain, r.Latency)
 
 	// The other tool thaws its child.
 	if err := paused.write("cgroup.freeze", "0"); err != nil {
