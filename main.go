@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -52,78 +51,6 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usageHead = `cgfreeze freezes a container's processes through the cgroup freezer and
-thaws them when told to.
-
-Usage:
-  cgfreeze [freeze] [flags]   freeze the target, hold, then thaw (the default command)
-  cgfreeze thaw [flags]       undo a freeze that cgfreeze left on the target (idempotent)
-  cgfreeze status [flags]     show the target's cgroup, version, strategy and freezer state
-  cgfreeze version            print the version
-
-The target is the cgroup of --pid (default 1: in "kubectl debug --target=app
---profile=sysadmin" PID 1 is the app container's first process), or the
-container that --container-id names (in a pod that shares its PID namespace).
-Run "cgfreeze <command> --help" for a command's flags; docs/usage.md has the
-events and exit codes.
-`
-
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "freeze"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprint(stdout, usageHead)
-		return exitOK
-	}
-	switch cmd {
-	case "freeze", "thaw", "status":
-		return runTargetCommand(cmd, args, stdin, stdout, stderr)
-	case holdCommand:
-		return runTargetCommand(holdCommand, args, stdin, stdout, stderr)
-	case "version":
-		fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
-		fs.SetOutput(stderr)
-		fs.Usage = func() {
-			fmt.Fprint(stdout, "Usage: cgfreeze version\n\nPrint cgfreeze's version and the commit it was built from.\n")
-		}
-		if err := fs.Parse(args); err != nil {
-			return usageError(err, stderr)
-		}
-		if fs.NArg() > 0 {
-			fmt.Fprintf(stderr, "cgfreeze: version takes no arguments, got %q (see cgfreeze version --help)\n", fs.Args())
-			return exitUsage
-		}
-		fmt.Fprintf(stdout, "cgfreeze %s\n", buildVersion())
-		return exitOK
-	case "help":
-		fmt.Fprint(stdout, usageHead)
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "cgfreeze: unknown command %q\n\n%s", cmd, usageHead)
-	return exitUsage
-}
-
-func usageError(err error, stderr io.Writer) int {
-	if errors.Is(err, pflag.ErrHelp) {
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "cgfreeze: %v (see cgfreeze --help)\n", err)
-	return exitUsage
-}
-
-func buildVersion() string {
-	v := version
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
-			}
-		}
-	}
-	return v
-}
-
 // config is the parsed command line of freeze, thaw and status.
 type config struct {
 	cmd       string
@@ -145,30 +72,35 @@ type config struct {
 	// (the default PID 1 is checked for being a workload).
 	containerID string
 	pidSet      bool
+
+	// status --exit-code: exit with the target's state (statusCodes).
+	exitCode bool
 }
 
-func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, int, bool) {
-	c := config{cmd: cmd}
-	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+// defineFlags registers the flags of a target command (freeze, thaw,
+// status, __hold) on a new flag set; check validates what only parses
+// together (the drop flags), once parsed.
+func defineFlags(cmd string, c *config, leases *[]string) (fs *pflag.FlagSet, check func() []string) {
+	fs = pflag.NewFlagSet(cmd, pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.SetOutput(stdout)
 	fs.IntVarP(&c.pid, "pid", "p", 1, "a process of the target; its cgroup is the target")
 	fs.StringVar(&c.containerID, "container-id", "", "the target by container ID or a unique prefix (matched in /proc/*/cgroup), instead of --pid")
 	fs.IntVar(&c.cgVersion, "cgroup-version", 0, "cgroup version 1 or 2 (default: detected)")
-	var leases []string
-	checkDrop := func() []string { return nil }
-	checkGate := func([]string) []string { return nil }
+	check = func() []string { return nil }
 	if cmd == "freeze" || cmd == holdCommand {
 		fs.DurationVarP(&c.duration, "duration", "d", 0, "thaw by itself after this long (0: hold until a signal)")
-		fs.StringSliceVar(&leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
-		checkDrop = dropFlags(fs, &c.drop)
-		checkGate = gateFlags(fs, &c.gate)
+		fs.StringSliceVar(leases, "lease", nil, "also thaw when the caller goes: stdin (stdin reaches EOF), parent (the parent process exits)")
+		checkDrop, checkGate := dropFlags(fs, &c.drop), gateFlags(fs, &c.gate)
+		// The gate's flags need --lease stdin: c.leases is set by then.
+		check = func() []string { return append(checkDrop(), checkGate(c.leases)...) }
 	}
 	switch cmd {
 	case "freeze", holdCommand:
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the freeze, and then the thaw, may each take to complete; a freeze that does not is rolled back")
 	case "thaw":
 		fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long the thaw may take to complete")
+	case "status":
+		fs.BoolVar(&c.exitCode, "exit-code", false, "exit with the target's state: 20 thawed, 21 frozen and held by a live cgfreeze, 22 frozen and left by a dead cgfreeze, 23 frozen by another tool, 24 freezing")
 	}
 	fs.StringVarP(&c.output, "output", "o", "text", "events on stdout: text or json (one JSON object per line)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error, disabled")
@@ -176,6 +108,15 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 	fs.StringVar(&c.procRoot, "proc", "/proc", "the proc filesystem of the target's PID namespace")
 	fs.StringVar(&c.sysCgroup, "sys-cgroup", "/sys/fs/cgroup", "where detection looks for the mounted cgroup filesystem")
 	fs.StringVar(&c.cgMount, "cgroup-mount", "", "use the hierarchy mounted here instead of a private mount (where mounting is not allowed)")
+	return fs, check
+}
+
+func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, int, bool) {
+	c := config{cmd: cmd}
+	var leases []string
+	fs, checkDrop := defineFlags(cmd, &c, &leases)
+	fs.SetOutput(stdout)
+	asJSON := wantsJSON(args)
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "Usage: cgfreeze %s [flags]\n\n%s\nFlags:\n%s", cmd, commandHelp[cmd], fs.FlagUsages())
 	}
@@ -183,7 +124,10 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		if !errors.Is(err, pflag.ErrHelp) {
 			fs.SetOutput(stderr)
 		}
-		return c, usageError(err, stderr), false
+		if errors.Is(err, pflag.ErrHelp) {
+			return c, exitOK, false
+		}
+		return c, usageFail(stdout, stderr, asJSON, err.Error()+hintFlagError(fs, err.Error())+" (see cgfreeze "+cmd+" --help)"), false
 	}
 	var bad []string
 	c.pidSet = fs.Changed("pid")
@@ -193,7 +137,7 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		bad = append(bad, "--container-id must not be empty")
 	}
 	if fs.NArg() > 0 {
-		bad = append(bad, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+		bad = append(bad, fmt.Sprintf("unexpected arguments %q", fs.Args())+hintArguments(args, fs.Args()))
 	}
 	if c.cgVersion != 0 && c.cgVersion != 1 && c.cgVersion != 2 {
 		bad = append(bad, fmt.Sprintf("--cgroup-version must be 1 or 2, not %d", c.cgVersion))
@@ -222,10 +166,8 @@ func parseFlags(cmd string, args []string, stdout, stderr io.Writer) (config, in
 		c.leases = l
 	}
 	bad = append(bad, checkDrop()...)
-	bad = append(bad, checkGate(c.leases)...)
 	if len(bad) > 0 {
-		fmt.Fprintf(stderr, "cgfreeze: %s (see cgfreeze %s --help)\n", strings.Join(bad, "; "), cmd)
-		return c, exitUsage, false
+		return c, usageFail(stdout, stderr, asJSON, fmt.Sprintf("%s (see cgfreeze %s --help)", strings.Join(bad, "; "), cmd)), false
 	}
 	return c, exitOK, true
 }
@@ -241,7 +183,13 @@ is success. A freeze by another tool, or one a running cgfreeze holds, is left
 alone.
 `,
 	"status": `Show the target's cgroup, the cgroup version, how cgfreeze would freeze it,
-its freezer state and who froze it. Changes nothing.
+its freezer state and who froze it. Changes nothing. With --exit-code, exit
+with the target's state (a failure keeps its own code, 1 to 16):
+  20  thawed: the target runs
+  21  frozen by cgfreeze, and a live cgfreeze holds it
+  22  frozen by a cgfreeze that is gone (cgfreeze thaw undoes it)
+  23  frozen by another tool (runc pause, docker pause, the runtime)
+  24  freezing: the kernel has not finished (or a tool is half-way)
 `,
 }
 
@@ -265,7 +213,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 		return code
 	}
 	log := newLogger(c, stderr)
-	ev := agent.NewWriter(stdout, c.output == "json")
+	ev := newEventWriter(c, stdout, stderr)
 	defer ev.Close(outputFlushLimit)
 
 	// Signals are caught before anything changes, so that a signal during
@@ -287,7 +235,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 			return fail(ev, log, err)
 		}
 	}
-	target, err := freezer.Resolve(resolveOptions(c, cmd))
+	target, err := freezer.Resolve(resolveOptions(c))
 	if err != nil {
 		if early != nil {
 			early.Abort()
@@ -307,19 +255,45 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 
 	switch cmd {
 	case "status":
-		return status(ev, log, target)
+		return status(ev, log, target, c.exitCode)
 	case "thaw":
 		return recoverTarget(c, ev, log, target)
 	}
 	return supervise(c, ev, log, target, sigs, early, stdin, stdout, stderr)
 }
 
-func resolveOptions(c config, cmd string) freezer.Options {
-	return freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
-		PIDDefaulted: !c.pidSet, ContainerID: c.containerID, Recovering: cmd == "thaw" || cmd == "status"}
+// newEventWriter returns the writer of the events on stdout; the holder's
+// also paints the terminal view of the hold (agent.View) when stderr, or
+// else stdout, is a terminal. Nothing is painted on a pipe or a file: the
+// events stay what they are.
+func newEventWriter(c config, stdout, stderr io.Writer) *agent.Writer {
+	asJSON := c.output == "json"
+	outF, _ := stdout.(*os.File)
+	errF, _ := stderr.(*os.File)
+	var term *os.File
+	switch {
+	case c.cmd != holdCommand:
+	case agent.IsTerminal(errF):
+		term = errF
+	case agent.IsTerminal(outF):
+		term = outF
+	}
+	if term == nil {
+		return agent.NewWriter(stdout, asJSON)
+	}
+	// The supervisor, the holder's parent, is what SIGTERM thaws through.
+	view := agent.NewView(term, c.duration, os.Getppid(), agent.IsTerminal(outF))
+	return agent.NewViewWriter(stdout, asJSON, view, func() int { return agent.TerminalWidth(term) })
 }
 
-func status(ev *agent.Writer, log zerolog.Logger, t *freezer.Target) int {
+func resolveOptions(c config) freezer.Options {
+	return freezer.Options{PID: c.pid, ProcRoot: c.procRoot, SysCgroup: c.sysCgroup, Version: c.cgVersion, CgroupMount: c.cgMount,
+		PIDDefaulted: !c.pidSet, ContainerID: c.containerID, Recovering: c.cmd == "thaw" || c.cmd == "status"}
+}
+
+// status reports the target's state; with exitCode, it exits with it
+// (contract.StatusCodes), and a failure keeps its error's code.
+func status(ev *agent.Writer, log zerolog.Logger, t *freezer.Target, exitCode bool) int {
 	st, err := freezer.Inspect(t)
 	if err != nil {
 		return fail(ev, log, err)
@@ -332,6 +306,9 @@ func status(ev *agent.Writer, log zerolog.Logger, t *freezer.Target) int {
 		e.Namespace = "target"
 	}
 	ev.Emit(e)
+	if exitCode {
+		return contract.StatusCode(st.State, st.FrozenBy, st.Held)
+	}
 	return exitOK
 }
 

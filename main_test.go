@@ -72,6 +72,13 @@ func TestHelpGolden(t *testing.T) {
 		{"freeze-help.golden", []string{"freeze", "--help"}},
 		{"thaw-help.golden", []string{"thaw", "--help"}},
 		{"status-help.golden", []string{"status", "--help"}},
+		{"version-help.golden", []string{"version", "--help"}},
+		{"completion-help.golden", []string{"completion", "--help"}},
+		{"man-help.golden", []string{"man", "--help"}},
+		{"completion.bash.golden", []string{"completion", "bash"}},
+		{"completion.zsh.golden", []string{"completion", "zsh"}},
+		{"completion.fish.golden", []string{"completion", "fish"}},
+		{"cgfreeze.1.golden", []string{"man"}},
 	} {
 		t.Run(tt.golden, func(t *testing.T) {
 			code, out, errs := runCapture(t, tt.args...)
@@ -113,6 +120,8 @@ func TestHelpAliases(t *testing.T) {
 		{[]string{"freeze", "-h"}, []string{"freeze", "--help"}},
 		{[]string{"thaw", "-h"}, []string{"thaw", "--help"}},
 		{[]string{"status", "-h"}, []string{"status", "--help"}},
+		{[]string{"help", "status"}, []string{"status", "--help"}},
+		{[]string{"help", "completion"}, []string{"completion", "--help"}},
 		// Flags first: the default command's help.
 		{[]string{"--pid", "5", "--help"}, []string{"freeze", "--help"}},
 		{[]string{"-o", "json", "-h"}, []string{"freeze", "--help"}},
@@ -142,7 +151,7 @@ func TestHelpMentionsDocumentedFlags(t *testing.T) {
 		t.Fatalf("found only %d flags in docs/usage.md: %q", len(flags), flags)
 	}
 	only := map[string][]string{"--timeout": {"freeze", "thaw"}, "--duration": {"freeze"}, "--lease": {"freeze"},
-		"--drop-connections": {"freeze"}, "--drop-local-port": {"freeze"}, "--drop-remote-port": {"freeze"}, "--drop-direction": {"freeze"},
+		"--drop-connections": {"freeze"}, "--exit-code": {"status"}, "--drop-local-port": {"freeze"}, "--drop-remote-port": {"freeze"}, "--drop-direction": {"freeze"},
 		"--start-timeout": {"freeze"}, "--heartbeat": {"freeze"}}
 	for _, cmd := range []string{"freeze", "thaw", "status"} {
 		_, help, _ := runCapture(t, cmd, "--help")
@@ -154,7 +163,7 @@ func TestHelpMentionsDocumentedFlags(t *testing.T) {
 					want = want || c == cmd
 				}
 			}
-			if got := strings.Contains(help, f+" "); got != want {
+			if got := strings.Contains(help, f+" ") || strings.Contains(help, f+"["); got != want {
 				t.Errorf("cgfreeze %s --help mentions %s: %v, want %v", cmd, f, got, want)
 			}
 		}
@@ -228,17 +237,98 @@ func TestUsageErrorsAreAllReported(t *testing.T) {
 	}
 }
 
-func TestUnknownCommandShowsUsage(t *testing.T) {
-	_, _, errs := runCapture(t, "frezee")
-	want := "cgfreeze: unknown command \"frezee\"\n\n" + usageHead
-	if errs != want {
-		t.Errorf("stderr\n%s\nwant\n%s", errs, want)
+func TestUnknownCommandHints(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string // stderr, whole
+	}{
+		{[]string{"frezee"}, `unknown command "frezee": did you mean "freeze"? (see cgfreeze --help)`},
+		{[]string{"stauts", "--pid", "5"}, `unknown command "stauts": did you mean "status"? (see cgfreeze --help)`},
+		{[]string{"thw"}, `unknown command "thw": did you mean "thaw"? (see cgfreeze --help)`},
+		{[]string{"vers"}, `unknown command "vers": did you mean "version"? (see cgfreeze --help)`},
+		{[]string{"xyzzy"}, `unknown command "xyzzy" (see cgfreeze --help)`},
+		{[]string{"4242"}, `unknown command "4242": did you mean --pid 4242? (cgfreeze --pid 4242; see cgfreeze --help)`},
+		{[]string{"pause"}, `unknown command "pause": there is no pause/resume pair; "cgfreeze freeze" (the default command) freezes the target and holds it until Ctrl-C, SIGTERM or --duration, then thaws it (see cgfreeze --help)`},
+		{[]string{"resume"}, `unknown command "resume": a freeze ends when its cgfreeze ends: Ctrl-C in its terminal, kill -TERM <its PID>, or --duration. "cgfreeze thaw" only undoes a freeze whose cgfreeze died, and refuses a live hold (see cgfreeze --help)`},
+		{[]string{"--pdi", "3"}, `unknown flag: --pdi: did you mean --pid? (see cgfreeze freeze --help)`},
+		{[]string{"status", "--outptu", "json"}, `unknown flag: --outptu: did you mean --output? (see cgfreeze status --help)`},
+		{[]string{"freeze", "--drop-connections", "required", "--proc", "/nonexistent"}, `unexpected arguments ["required"]: did you mean --drop-connections=required? (its value is optional, so it needs the "=") (see cgfreeze freeze --help)`},
+		{[]string{"freeze", "4242", "--proc", "/nonexistent"}, `unexpected arguments ["4242"]: did you mean --pid 4242? (see cgfreeze freeze --help)`},
+		{[]string{"completion", "tcsh"}, `completion: unknown shell "tcsh": bash, zsh or fish (see cgfreeze completion --help)`},
+		{[]string{"man", "extra"}, `man takes no arguments, got ["extra"] (see cgfreeze man --help)`},
+		{[]string{"version", "-o", "yaml"}, `--output must be text or json, not "yaml" (see cgfreeze version --help)`},
+	} {
+		code, out, errs := runCapture(t, tt.args...)
+		if want := "cgfreeze: " + tt.want + "\n"; code != exitUsage || out != "" || errs != want {
+			t.Errorf("run(%q) = %d, stdout %q, stderr\n  %q\nwant %d, nothing,\n  %q", tt.args, code, out, errs, exitUsage, want)
+		}
+	}
+}
+
+// TestUsageErrorJSON: under -o json (however it is spelt) a usage error is
+// also an error event with exit_code 2 on stdout.
+func TestUsageErrorJSON(t *testing.T) {
+	proc := t.TempDir()
+	for _, args := range [][]string{
+		{"frezee", "-o", "json"},
+		{"--bogus", "-o", "json", "--proc", proc},
+		{"status", "--output=json", "--pid", "0", "--proc", proc},
+		{"thaw", "-ojson", "--timeout", "0", "--proc", proc},
+		{"freeze", "-o=json", "4242", "--proc", proc},
+		{"version", "-o", "json", "extra"},
+	} {
+		code, out, errs := runCapture(t, args...)
+		if code != exitUsage {
+			t.Errorf("run(%q) = %d, want %d", args, code, exitUsage)
+		}
+		var ev contract.Event
+		if err := json.Unmarshal([]byte(unstamp(t, out)), &ev); err != nil || strings.Count(out, "\n") != 1 {
+			t.Errorf("run(%q) stdout %q: want one JSON event (%v)", args, out, err)
+			continue
+		}
+		msg, _ := strings.CutPrefix(strings.TrimSuffix(errs, "\n"), "cgfreeze: ")
+		if ev.Event != contract.EventError || ev.ExitCode == nil || *ev.ExitCode != exitUsage || ev.Error != msg {
+			t.Errorf("run(%q) event %+v, want an error event with exit_code 2 and the message %q", args, ev, msg)
+		}
+	}
+	// Text mode: nothing on stdout.
+	if _, out, _ := runCapture(t, "frezee", "-o", "text"); out != "" {
+		t.Errorf("a usage error in text mode wrote %q on stdout", out)
+	}
+}
+
+func TestVersionJSON(t *testing.T) {
+	for _, args := range [][]string{{"version", "-o", "json"}, {"--version", "--output=json"}} {
+		code, out, errs := runCapture(t, args...)
+		var v contract.VersionInfo
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != exitOK || errs != "" {
+			t.Fatalf("run(%q) = %d, stdout %q, stderr %q (%v)", args, code, out, errs, err)
+		}
+		if v.Version != version || v.Schema != contract.Schema || !strings.HasPrefix(v.Go, "go") {
+			t.Errorf("run(%q) = %+v, want version %q, schema %d and the Go version", args, v, version, contract.Schema)
+		}
+	}
+	_, out, _ := runCapture(t, "--version")
+	if _, want, _ := runCapture(t, "version"); out != want {
+		t.Errorf("--version printed %q, version %q", out, want)
+	}
+}
+
+// TestEditDistance: the hints' distance counts a swap as one edit.
+func TestEditDistance(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{{"", "", 0}, {"pid", "pid", 0}, {"pdi", "pid", 1}, {"frezee", "freeze", 1}, {"frezze", "freeze", 1}, {"fraaze", "freeze", 2}, {"thw", "thaw", 1}, {"abc", "", 3}, {"kitten", "sitting", 3}} {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
 	}
 }
 
 func TestVersionHelp(t *testing.T) {
 	code, out, errs := runCapture(t, "version", "--help")
-	if code != exitOK || errs != "" || !strings.HasPrefix(out, "Usage: cgfreeze version\n") {
+	if code != exitOK || errs != "" || !strings.HasPrefix(out, "Usage: cgfreeze version [-o json]\n") {
 		t.Errorf("run(version --help) = %d, stdout %q, stderr %q; want 0 and the usage on stdout", code, out, errs)
 	}
 }

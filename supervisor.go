@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cgfreeze/cgfreeze/agent"
 	"github.com/cgfreeze/cgfreeze/freezer"
@@ -110,7 +112,7 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 	if err != nil {
 		return fail(ev, log, fmt.Errorf("%w: the holder runs only as the child of a freezing cgfreeze", err))
 	}
-	target, rerr := freezer.Resolve(resolveOptions(c, holdCommand))
+	target, rerr := freezer.Resolve(resolveOptions(c))
 	path, err := link.AwaitGo()
 	if err != nil {
 		// The supervisor gave up (and says why) or died, before anything
@@ -151,6 +153,21 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 		if l == agent.LeaseStdin {
 			cfg.Stdin = stdin
 		}
+	}
+	if ev.HasView() {
+		// Enter and a resize (kubectl attach with a TTY sends one) paint
+		// the terminal view again.
+		if f, ok := stdin.(*os.File); ok && agent.IsTerminal(f) {
+			cfg.Terminal = stdin
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				ev.Resize()
+			}
+		}()
 	}
 	code, err = agent.Hold(cfg, target, link, sigs)
 	if err != nil {

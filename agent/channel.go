@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // The supervisor and its holder talk over one channel: a Unix stream
@@ -111,17 +109,6 @@ type Channel struct {
 	wmu sync.Mutex
 }
 
-// NewChannelPair makes the channel: the supervisor's end, and the end to
-// hand to the holder (as its descriptor ChannelFD). Both are close-on-exec:
-// only the holder's start passes its end on.
-func NewChannelPair() (own, other *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("socketpair for the holder's channel: %w", err)
-	}
-	return os.NewFile(uintptr(fds[0]), "holder channel"), os.NewFile(uintptr(fds[1]), "supervisor channel"), nil
-}
-
 // NewChannel wraps one end of the channel.
 func NewChannel(f *os.File) *Channel {
 	return &Channel{f: f, r: bufio.NewReaderSize(f, 4096)}
@@ -129,17 +116,6 @@ func NewChannel(f *os.File) *Channel {
 
 // ErrNoChannel: the process has no inherited channel at ChannelFD.
 var ErrNoChannel = errors.New("no supervisor channel")
-
-// InheritedChannel returns the holder's end of the channel, descriptor
-// ChannelFD, after checking that it is a socket, and makes it close-on-exec.
-func InheritedChannel() (*Channel, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(ChannelFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return nil, fmt.Errorf("%w: descriptor %d is not a socket", ErrNoChannel, ChannelFD)
-	}
-	unix.CloseOnExec(ChannelFD)
-	return NewChannel(os.NewFile(ChannelFD, "supervisor channel")), nil
-}
 
 // Send writes one message.
 func (c *Channel) Send(m Message) error {

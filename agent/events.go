@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgfreeze/cgfreeze/contract"
-	"golang.org/x/sys/unix"
 )
 
 // EventQueue is how many events wait for a blocked stdout before the
@@ -52,14 +51,29 @@ type Writer struct {
 	gone     chan struct{}
 	finished chan struct{} // the writing goroutine has ended
 	err      atomic.Value  // the first write error (error)
+
+	// view, when not nil, is painted by the writing goroutine on its
+	// terminal: after each event, every ViewTick, and on Repaint.
+	view    *View
+	repaint chan struct{}
+	winch   chan struct{} // the terminal was resized: ask its width again
+	width   func() int    // the terminal's width in columns (0: unknown)
 }
 
 // NewWriter starts writing events to out: one JSON object per line with
 // asJSON, text lines otherwise. When out is a pipe or a socket, a
 // goroutine also watches for its reader to go away.
 func NewWriter(out io.Writer, asJSON bool) *Writer {
+	return NewViewWriter(out, asJSON, nil, nil)
+}
+
+// NewViewWriter is NewWriter that also paints view (when not nil) on its
+// terminal; width, when not nil, tells the terminal's width, asked at the
+// start and on Resize.
+func NewViewWriter(out io.Writer, asJSON bool, view *View, width func() int) *Writer {
 	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
-		gone: make(chan struct{}), finished: make(chan struct{}), progress: make(chan struct{})}
+		gone: make(chan struct{}), finished: make(chan struct{}), progress: make(chan struct{}),
+		view: view, repaint: make(chan struct{}, 1), winch: make(chan struct{}, 1), width: width}
 	go w.loop()
 	if f, ok := out.(*os.File); ok {
 		if fd, ok := watchable(f); ok {
@@ -147,9 +161,50 @@ func (w *Writer) Close(limit time.Duration) bool {
 	}
 }
 
+// HasView tells whether the writer paints a terminal view.
+func (w *Writer) HasView() bool { return w.view != nil }
+
+// Repaint asks for the whole view to be painted again (Enter). It never
+// blocks; without a view it does nothing.
+func (w *Writer) Repaint() {
+	select {
+	case w.repaint <- struct{}{}:
+	default:
+	}
+}
+
+// Resize tells that the terminal was resized (SIGWINCH: also what kubectl
+// attach sends when it attaches with a TTY): its width is asked again and
+// the view painted again. It never blocks.
+func (w *Writer) Resize() {
+	select {
+	case w.winch <- struct{}{}:
+	default:
+	}
+}
+
 func (w *Writer) loop() {
 	defer close(w.finished)
 	broken := false
+	var tick <-chan time.Time
+	viewBroken := false
+	paint := func(s string) {
+		if s == "" || viewBroken {
+			return
+		}
+		if _, err := io.WriteString(w.view.out, s); err != nil {
+			// A terminal that went away: events go on without the view.
+			viewBroken = true
+		}
+	}
+	if w.view != nil {
+		t := time.NewTicker(ViewTick)
+		defer t.Stop()
+		tick = t.C
+		if w.width != nil {
+			w.view.SetWidth(w.width())
+		}
+	}
 	write := func(e contract.Event) {
 		if broken {
 			return
@@ -173,18 +228,46 @@ func (w *Writer) loop() {
 			write(e)
 		}
 	}
-	for e := range w.queue {
-		write(e)
-		w.progMu.Lock()
-		w.handled++
-		close(w.progress)
-		w.progress = make(chan struct{})
-		w.progMu.Unlock()
-		if len(w.queue) == 0 {
-			report()
+	for {
+		select {
+		case e, ok := <-w.queue:
+			if !ok {
+				report()
+				if w.view != nil {
+					paint(w.view.Close())
+				}
+				return
+			}
+			if w.view != nil {
+				paint(w.view.BeforeEvent())
+			}
+			write(e)
+			if w.view != nil {
+				paint(w.view.Event(e, time.Now()))
+			}
+			w.progMu.Lock()
+			w.handled++
+			close(w.progress)
+			w.progress = make(chan struct{})
+			w.progMu.Unlock()
+			if len(w.queue) == 0 {
+				report()
+			}
+		case <-tick:
+			paint(w.view.Status(time.Now()))
+		case <-w.repaint:
+			if w.view != nil {
+				paint(w.view.Repaint(time.Now()))
+			}
+		case <-w.winch:
+			if w.view != nil {
+				if w.width != nil {
+					w.view.SetWidth(w.width())
+				}
+				paint(w.view.Repaint(time.Now()))
+			}
 		}
 	}
-	report()
 }
 
 func stamp(e *contract.Event, now time.Time) {
@@ -197,37 +280,6 @@ func stamp(e *contract.Event, now time.Time) {
 }
 
 func (w *Writer) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
-
-// watchable returns the descriptor of f when it is a pipe or a socket:
-// what poll(2) reports closed when its reader goes away.
-func watchable(f *os.File) (int, bool) {
-	var st unix.Stat_t
-	fd := int(f.Fd())
-	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, false
-	}
-	m := st.Mode & unix.S_IFMT
-	return fd, m == unix.S_IFIFO || m == unix.S_IFSOCK
-}
-
-// watchClosed waits, in poll(2) with no event asked for, until the
-// reader's end of fd goes away: a pipe then reports POLLERR, a socket
-// POLLHUP. So a closed stdout is noticed while nothing is written (the
-// hold writes nothing between frozen and thawed): `cgfreeze | head -c1`
-// ends the hold at once.
-func (w *Writer) watchClosed(fd int) {
-	fds := []unix.PollFd{{Fd: int32(fd)}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if err != nil && errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err == nil && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
-			w.markGone()
-		}
-		return
-	}
-}
 
 // Format returns an event as the line written on stdout: JSON, or text
 // ("event key=value ..." with the keys sorted, and a value that holds a

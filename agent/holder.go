@@ -144,6 +144,10 @@ type HolderConfig struct {
 	Log                     zerolog.Logger
 	// Events receives the events; its Gone ends the hold (output_closed).
 	Events *Writer
+	// Terminal is stdin when it is a terminal and the terminal view is
+	// painted: Enter paints the view again (with --lease stdin, Stdin is
+	// read for it).
+	Terminal io.Reader
 }
 
 // ending is why a hold ended, the cause of the hold's context.
@@ -174,9 +178,15 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 	var words *stdinWatch
 	switch {
 	case cfg.Stdin != nil && (cfg.StartTimeout > 0 || cfg.Heartbeat > 0):
+		// A caller that speaks on stdin (the gate, heartbeats) is a
+		// program, not a person at a terminal: no Enter to repaint on.
 		words = watchStdinWords(cfg.Stdin, leases)
+	case cfg.Stdin != nil && cfg.Terminal != nil:
+		go watchStdin(cfg.Stdin, leases, ev.Repaint)
 	case cfg.Stdin != nil:
-		go watchStdin(cfg.Stdin, leases)
+		go watchStdin(cfg.Stdin, leases, nil)
+	case cfg.Terminal != nil:
+		go watchEnter(cfg.Terminal, ev.Repaint)
 	}
 	var gone <-chan struct{}
 	var linkEnds <-chan string

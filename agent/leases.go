@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/cgfreeze/cgfreeze/contract"
-	"golang.org/x/sys/unix"
 )
 
 // A lease ties a hold to its caller: the hold ends, and the target is
@@ -41,40 +39,18 @@ func ParseLeases(values []string) ([]string, error) {
 
 // watchStdin sends LeaseStdin on ended when stdin reaches EOF (or fails).
 // Input is read and ignored.
-func watchStdin(stdin io.Reader, ended chan<- string) {
-	_, _ = io.Copy(io.Discard, stdin)
+//
+// enter, when not nil, is called for every line read (Enter on a
+// terminal: the terminal view is painted again).
+func watchStdin(stdin io.Reader, ended chan<- string, enter func()) {
+	if enter != nil {
+		watchEnter(stdin, enter)
+	} else {
+		_, _ = io.Copy(io.Discard, stdin)
+	}
 	ended <- LeaseStdin
 }
 
 // ErrParentInvisible: --lease parent, and the parent is outside this PID
 // namespace (the first process of an ephemeral container) or gone.
 var ErrParentInvisible = errors.New("the parent process is not visible")
-
-// OpenParent returns a pidfd of this process's parent. A pidfd names the
-// parent for good, where its PID may be reused.
-func OpenParent() (*os.File, error) {
-	ppid := os.Getppid()
-	if ppid <= 1 {
-		return nil, fmt.Errorf("%w (parent PID %d: outside this PID namespace, or gone)", ErrParentInvisible, ppid)
-	}
-	fd, err := unix.PidfdOpen(ppid, 0)
-	if err != nil {
-		return nil, fmt.Errorf("watch the parent process %d: %w (Linux 5.3 or newer is needed)", ppid, err)
-	}
-	if os.Getppid() != ppid {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("%w: the parent process %d exited as cgfreeze started", ErrParentInvisible, ppid)
-	}
-	return os.NewFile(uintptr(fd), "parent pidfd"), nil
-}
-
-// waitExit blocks until the process of a pidfd exits.
-func waitExit(pidfd *os.File) {
-	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if err == nil || !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
-}

@@ -35,10 +35,12 @@ type mountEntry struct {
 	superOptions             []string
 }
 
+// readMountinfo reads /proc/self/mountinfo with
+// github.com/moby/sys/mountinfo (as package mount does).
 func readMountinfo() ([]mountEntry, error) {
 	entries, err := cgtest.ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("/proc/self/mountinfo: %w", err)
 	}
 	out := make([]mountEntry, len(entries))
 	for i, e := range entries {

@@ -9,9 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cgfreeze/cgfreeze/internal/faults"
 	"github.com/cgfreeze/cgfreeze/procs"
-	"golang.org/x/sys/unix"
 )
 
 // Direction tells who opened a connection, as seen from the process that
@@ -267,53 +265,6 @@ func sharedSockets(procRoot string, mine map[int]bool, nsPID map[uint64]int, own
 // dropStates are the states dumped: established connections, and the
 // listeners that tell inbound connections from outbound ones.
 const dropStates = 1<<StateEstablished | 1<<StateListen
-
-func dropInNamespace(nsPath string, nsIno uint64, owner, shared map[uint64]int, filter Filter, res *Result) error {
-	d, err := Open(nsPath, nsIno)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	var socks []Socket
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		s, err := d.Dump(family, dropStates)
-		if err != nil {
-			return err
-		}
-		socks = append(socks, s...)
-	}
-	conns := Select(socks, owner)
-	var errs []error
-	for _, c := range conns {
-		if !filter.Match(c) {
-			res.Filtered++
-			continue
-		}
-		if _, ok := shared[c.Inode]; ok {
-			res.Shared = append(res.Shared, c)
-			continue
-		}
-		err := faults.Point("drop:destroy")
-		if errors.Is(err, unix.EOPNOTSUPP) {
-			// A fault that plays a kernel without CONFIG_INET_DIAG_DESTROY.
-			err = fmt.Errorf("abort %s: %w (%w)", c.Socket, ErrNotSupported, err)
-		}
-		if err == nil {
-			err = d.Destroy(c.Socket)
-		}
-		switch {
-		case err == nil:
-			res.Dropped = append(res.Dropped, c)
-		case errors.Is(err, ErrGone):
-			res.Gone++
-		case errors.Is(err, ErrNotSupported), errors.Is(err, ErrNotPermitted):
-			return err
-		default:
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // Select returns the established connections among socks whose inode is in
 // owner, with the process that holds each and its direction (from the

@@ -6,14 +6,32 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // The sock_diag wire format (include/uapi/linux/netlink.h, sock_diag.h,
 // inet_diag.h). x/sys/unix has the constants but not the inet_diag structs;
 // they are three fixed layouts, encoded here by hand rather than with a
 // netlink library that would bring far more than this package uses.
+// Linux's values (linux/socket.h, linux/netlink.h, linux/sock_diag.h):
+// the messages are Linux's, whatever the OS this package is built for, so
+// that it builds (and parses) everywhere. TestLinuxConstants checks them
+// against golang.org/x/sys/unix on Linux.
+const (
+	// AFInet and AFInet6 are Socket.Family's values.
+	AFInet  = 2
+	AFInet6 = 10
+
+	ipprotoTCP       = 6
+	sockDiagByFamily = 20
+	sockDestroy      = 21
+	nlmFRequest      = 0x1
+	nlmFAck          = 0x4
+	nlmFDump         = 0x300
+	nlmFDumpIntr     = 0x10
+	nlmsgDone        = 0x3
+	nlmsgError       = 0x2
+)
+
 const (
 	nlmsgHdrLen = 16 // struct nlmsghdr
 	// sockIDLen is struct inet_diag_sockid: sport, dport (big endian),
@@ -41,7 +59,7 @@ var stateNames = map[uint8]string{
 
 // Socket is one TCP socket as a sock_diag dump describes it.
 type Socket struct {
-	// Family is unix.AF_INET or unix.AF_INET6 (an AF_INET6 socket may
+	// Family is AFInet or AFInet6 (an AF_INET6 socket may
 	// carry v4-mapped addresses).
 	Family uint8
 	// State is the TCP state (StateEstablished, StateListen, ...).
@@ -89,9 +107,9 @@ func header(b []byte, length uint32, typ, flags uint16, seq uint32) {
 // of one family in the given states (a bit mask of 1<<state).
 func DumpRequest(seq uint32, family uint8, states uint32) []byte {
 	b := make([]byte, nlmsgHdrLen+reqLen)
-	header(b, uint32(len(b)), unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq)
+	header(b, uint32(len(b)), sockDiagByFamily, nlmFRequest|nlmFDump, seq)
 	r := b[nlmsgHdrLen:]
-	r[0], r[1] = family, unix.IPPROTO_TCP
+	r[0], r[1] = family, ipprotoTCP
 	binary.NativeEndian.PutUint32(r[4:], states)
 	return b
 }
@@ -103,9 +121,9 @@ func DumpRequest(seq uint32, family uint8, states uint32) []byte {
 // a listener is left on it), so nothing but s can be aborted.
 func DestroyRequest(seq uint32, s Socket) []byte {
 	b := make([]byte, nlmsgHdrLen+reqLen)
-	header(b, uint32(len(b)), unix.SOCK_DESTROY, unix.NLM_F_REQUEST|unix.NLM_F_ACK, seq)
+	header(b, uint32(len(b)), sockDestroy, nlmFRequest|nlmFAck, seq)
 	r := b[nlmsgHdrLen:]
-	r[0], r[1] = s.Family, unix.IPPROTO_TCP
+	r[0], r[1] = s.Family, ipprotoTCP
 	binary.NativeEndian.PutUint32(r[4:], 1<<s.State)
 	copy(r[8:], s.id[:])
 	return b
@@ -122,10 +140,10 @@ func ParseSocket(b []byte) (Socket, error) {
 	id := b[4:]
 	sport, dport := binary.BigEndian.Uint16(id[0:]), binary.BigEndian.Uint16(id[2:])
 	switch s.Family {
-	case unix.AF_INET:
+	case AFInet:
 		s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(id[4:8])), sport)
 		s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(id[20:24])), dport)
-	case unix.AF_INET6:
+	case AFInet6:
 		s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(id[4:20])), sport)
 		s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(id[20:36])), dport)
 	default:
@@ -150,21 +168,21 @@ func parseDump(b []byte, seq uint32) (socks []Socket, done bool, err error) {
 		if mseq != seq {
 			return nil // an answer to an earlier request that gave up
 		}
-		if flags&unix.NLM_F_DUMP_INTR != 0 {
+		if flags&nlmFDumpIntr != 0 {
 			return errDumpInterrupted
 		}
 		switch typ {
-		case unix.NLMSG_DONE:
+		case nlmsgDone:
 			done = true
 			if len(payload) >= 4 {
 				if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
 					return fmt.Errorf("dump: %w", syscall.Errno(-e))
 				}
 			}
-		case unix.NLMSG_ERROR:
+		case nlmsgError:
 			done = true
 			return ackError(payload)
-		case unix.SOCK_DIAG_BY_FAMILY:
+		case sockDiagByFamily:
 			s, err := ParseSocket(payload)
 			if err != nil {
 				return err
@@ -181,7 +199,7 @@ func parseDump(b []byte, seq uint32) (socks []Socket, done bool, err error) {
 // no answer to seq.
 func parseAck(b []byte, seq uint32) (found bool, err error) {
 	err = eachMessage(b, func(typ, _ uint16, mseq uint32, payload []byte) error {
-		if mseq != seq || typ != unix.NLMSG_ERROR {
+		if mseq != seq || typ != nlmsgError {
 			return nil
 		}
 		found = true

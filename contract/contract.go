@@ -93,3 +93,11 @@ type Connection struct {
 	PID       int    `json:"pid"`
 	Direction string `json:"direction"`
 }
+
+// VersionInfo is what `cgfreeze version -o json` prints.
+type VersionInfo struct {
+	Version string `json:"version"`          // the release, or "dev"
+	Commit  string `json:"commit,omitempty"` // the VCS revision it was built from
+	Go      string `json:"go"`               // the Go toolchain that built it
+	Schema  int    `json:"schema"`           // the event contract's version (Schema)
+}

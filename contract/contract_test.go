@@ -69,3 +69,24 @@ func TestExitCodesDocumented(t *testing.T) {
 		t.Errorf("docs/usage.md lists exit codes %q, want %q", rows, want)
 	}
 }
+
+// TestStatusCodesDocumented: the status code table of docs/usage.md has
+// exactly the codes of StatusCodes, in order.
+func TestStatusCodesDocumented(t *testing.T) {
+	doc := usageDoc(t)
+	_, table, ok := strings.Cut(doc, "## Status codes\n")
+	if !ok {
+		t.Fatal("docs/usage.md has no Status codes section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	var rows, want []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `(\\d+)` \\|").FindAllStringSubmatch(table, -1) {
+		rows = append(rows, m[1])
+	}
+	for _, c := range StatusCodes {
+		want = append(want, fmt.Sprint(c.Code))
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("docs/usage.md lists status codes %q, want %q", rows, want)
+	}
+}

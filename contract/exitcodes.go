@@ -2,8 +2,8 @@ package contract
 
 // Exit codes of cgfreeze. Every way a command ends that the program
 // controls ends with one of these; docs/usage.md has the table with what to
-// do about each. Codes 20 and above are reserved (a later `status
-// --exit-code`).
+// do about each. Codes 20 and above are the states of `cgfreeze status
+// --exit-code` (StatusCodes).
 const (
 	ExitOK             = 0
 	ExitError          = 1
@@ -52,4 +52,42 @@ var ExitCodes = []ExitCode{
 	{ExitOutputClosed, "output_closed", "stdout was closed (the caller is gone); the target was thawed first"},
 	{ExitSupervisorGone, "supervisor_gone", "the holder's supervisor died; the holder thawed the target and ended"},
 	{ExitNotStarted, "not_started", "--start-timeout: the caller never said its first word on stdin; nothing was changed"},
+}
+
+// Exit codes of `cgfreeze status --exit-code`: the target's state. They
+// start at 20, apart from the error codes (a status that fails exits with
+// its error's code), and none is 0: a script that forgot --exit-code (and
+// gets 0) cannot read it as a state.
+const (
+	StatusThawed      = 20
+	StatusHeld        = 21
+	StatusLeftover    = 22
+	StatusFrozenOther = 23
+	StatusFreezing    = 24
+)
+
+// StatusCodes lists the status codes, in order.
+var StatusCodes = []ExitCode{
+	{StatusThawed, "thawed", "thawed: the target runs"},
+	{StatusHeld, "held", "frozen by cgfreeze, and a live cgfreeze holds it"},
+	{StatusLeftover, "leftover", "frozen by a cgfreeze that is gone: cgfreeze thaw undoes it"},
+	{StatusFrozenOther, "frozen_other", "frozen by another tool (runc pause, docker pause, the runtime)"},
+	{StatusFreezing, "freezing", "freezing: the kernel has not finished, or a tool is half-way"},
+}
+
+// StatusCode returns the status code of a status event's state, frozen_by
+// and held.
+func StatusCode(state, frozenBy string, held bool) int {
+	switch {
+	case state == "thawed":
+		return StatusThawed
+	case state == "freezing":
+		return StatusFreezing
+	case frozenBy == "cgfreeze" && held:
+		return StatusHeld
+	case frozenBy == "cgfreeze":
+		return StatusLeftover
+	default:
+		return StatusFrozenOther
+	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package freezer
 
 import (
@@ -117,7 +119,7 @@ func checkWorkload(opts Options) error {
 	if len(others) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: PID %d (cgroup %s) is not the only workload in this PID namespace: processes of %d other container(s) share it, as in a pod with shareProcessNamespace: true, whose PID 1 is the pause container; name the container to freeze with --container-id ID (or a unique prefix), or pass --pid %d to freeze PID %d's cgroup anyway. PID %d's: %s. Others: %s",
+	return fmt.Errorf("%w: PID %d (cgroup %s) is not the only workload in this PID namespace: processes of %d other container(s) share it, as in a pod with shareProcessNamespace: true, whose PID 1 is the pause container; name the container to freeze with --container-id ID (or a unique prefix), or pass --pid %d to freeze PID %d's cgroup anyway. PID %d's:%s\nOthers:%s",
 		ErrUnsafeTarget, opts.PID, p1, len(others), opts.PID, opts.PID, opts.PID, describeContainers(mine), describeContainers(others))
 }
 
@@ -152,11 +154,11 @@ func selectContainer(opts Options) (int, error) {
 	match := procs.MatchContainers(cs, opts.ContainerID)
 	switch len(match) {
 	case 0:
-		return 0, fmt.Errorf("%w: no container with ID %q among the processes in %s (cgroup v%d); containers seen: %s",
+		return 0, fmt.Errorf("%w: no container with ID %q among the processes in %s (cgroup v%d); containers seen:%s",
 			ErrTargetNotFound, opts.ContainerID, opts.ProcRoot, version, describeContainers(seen))
 	case 1:
 	default:
-		return 0, fmt.Errorf("%w: %q matches %d containers, give more of the ID: %s",
+		return 0, fmt.Errorf("%w: %q matches %d containers, give more of the ID:%s",
 			ErrAmbiguousContainer, opts.ContainerID, len(match), describeContainers(match))
 	}
 	c := match[0]
@@ -173,15 +175,17 @@ func selectContainer(opts Options) (int, error) {
 	return c.Processes[0].PID, nil
 }
 
+// describeContainers lists containers for a message, one per line (a
+// person reads the list in the log; a long one on one line was unreadable).
 func describeContainers(cs []procs.Container) string {
 	if len(cs) == 0 {
-		return "none"
+		return " none"
 	}
-	s := make([]string, len(cs))
-	for i, c := range cs {
-		s[i] = c.String()
+	var b strings.Builder
+	for _, c := range cs {
+		b.WriteString("\n  - " + c.String())
 	}
-	return strings.Join(s, "; ")
+	return b.String()
 }
 
 // The workload check of a resolved target. checkWorkload reads the cgroup

@@ -1,3 +1,5 @@
+//go:build linux
+
 package freezer
 
 import (
@@ -49,7 +51,7 @@ func TestCheckWorkloadSharedPod(t *testing.T) {
 		"PID 1 (cgroup /../" + idPause + ") is not the only workload",
 		"--container-id",
 		"--pid 1",
-		`PID 1's: /../` + idPause + " (id " + idPause + `): 1 process, PID 1 "/pause"`,
+		"PID 1's:\n  - /../" + idPause + " (id " + idPause + `): 1 process, PID 1 "/pause"`,
 		"/../" + idApp + " (id " + idApp + `): 2 processes, PID 5 "worker"`,
 		"/../" + idSide + " (id " + idSide + ")",
 	} {

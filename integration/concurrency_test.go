@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/contract"
 )
 
 // TestConcurrentAgents: two agents started at the same instant against one
@@ -106,6 +108,9 @@ func TestAgentWhileHeld(t *testing.T) {
 				}
 				if code := rs.wait(); code != 0 {
 					t.Errorf("status exit %d", code)
+				}
+				if code := tg.statusCode(); code != contract.StatusHeld {
+					t.Errorf("status --exit-code while held: exit %d, want %d", code, contract.StatusHeld)
 				}
 				tg.requireFrozen("after the refused agent")
 			}})

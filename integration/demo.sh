@@ -4,7 +4,9 @@
 # and cgroup namespaces, its own cgroup) runs a counter; an "ephemeral
 # container" (a sibling cgroup with its own cgroup namespace, sharing the
 # target's PID namespace) runs cgfreeze with no arguments, which freezes PID 1
-# for a few seconds and thaws it. The counter is sampled throughout.
+# for a few seconds and thaws it (--duration 3s); then again with -o json
+# until Ctrl-C (SIGINT, sent by the demo) thaws it. The counter is sampled
+# throughout.
 #
 # Needs root, Go, and util-linux (unshare, nsenter). Everything it creates is
 # named cgfreeze-demo-* and removed on exit, also on Ctrl-C.
@@ -28,6 +30,10 @@ base="$cg2/cgfreeze-demo-$$"
 cleanup() {
   set +e
   [ -n "${agent_pid:-}" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+  # A subtree freeze's child (cgfreeze-<random>, or cgfreeze before).
+  for cg in "$base"/target/cgfreeze*; do
+    [ -d "$cg" ] && echo 0 > "$cg/cgroup.freeze" 2>/dev/null
+  done
   for cg in "$base/target" "$base/agent"; do
     [ -d "$cg" ] || continue
     echo 0 > "$cg/cgroup.freeze" 2>/dev/null
@@ -35,7 +41,7 @@ cleanup() {
   done
   [ -n "${target_pid:-}" ] && wait "$target_pid" 2>/dev/null
   sleep 0.2
-  for cg in "$base/target/cgfreeze" "$base/target" "$base/agent" "$base"; do
+  for cg in "$base"/target/cgfreeze* "$base/target" "$base/agent" "$base"; do
     [ -d "$cg" ] && rmdir "$cg"
   done
   rm -rf "$work"
@@ -56,15 +62,21 @@ unshare --pid --fork --mount --mount-proc sh -c "
   exec unshare --cgroup sh -c 'i=0; while :; do i=\$((i+1)); echo \$i > $counter.tmp; mv $counter.tmp $counter; sleep 0.05; done'
 " 2>/dev/null &
 target_pid=$!
-for _ in $(seq 50); do [ -s "$base/target/cgroup.procs" ] && break; sleep 0.05; done
+# cgroup.procs reports size 0 on cgroupfs ([ -s ] is always false): read it.
+for _ in $(seq 100); do [ -n "$(cat "$base/target/cgroup.procs")" ] && break; sleep 0.01; done
 host_pid=$(head -n1 "$base/target/cgroup.procs")
+[ -n "$host_pid" ] || { echo "demo: the target did not start" >&2; exit 1; }
 grep -q "NSpid:.*[[:space:]]1$" "/proc/$host_pid/status" || { echo "demo: target is not PID 1 of its namespace" >&2; exit 1; }
 echo "demo: target container: host PID $host_pid, cgroup ${base#$cg2}/target, counting 20 times a second"
 
 sample() {
-  local state=running
+  local state=running cg
   [ "$(cat "$base/target/cgroup.freeze")" = 1 ] && state=frozen
-  [ -d "$base/target/cgfreeze" ] && [ "$(sed -n 's/^frozen //p' "$base/target/cgfreeze/cgroup.events" 2>/dev/null)" = 1 ] && state=frozen
+  # A subtree freeze freezes a child it names cgfreeze-<random>: any
+  # frozen child of the target counts.
+  for cg in "$base"/target/*/; do
+    [ -f "$cg/cgroup.events" ] && [ "$(sed -n 's/^frozen //p' "$cg/cgroup.events" 2>/dev/null)" = 1 ] && state=frozen
+  done
   printf 'demo: t=%4.1fs counter=%-4s target %s\n' "$(awk "BEGIN{print $(date +%s.%N) - $start}")" "$(cat "$counter")" "$state"
 }
 start=$(date +%s.%N)
@@ -73,18 +85,38 @@ for _ in 1 2; do sleep 0.5; sample; done
 # The "ephemeral container": its own cgroup (and cgroup namespace), the
 # target's PID namespace, its own /proc and a cgroup2 /sys/fs/cgroup, as
 # kubelet gives one. cgfreeze runs with no target flags: PID 1 is the target.
-echo "demo: starting cgfreeze --duration 3s in the agent container"
-sh -c "
-  echo \$\$ > $base/agent/cgroup.procs
-  exec nsenter --target $host_pid --pid -- unshare --cgroup --mount --propagation private sh -c '
-    mount -t proc proc /proc && mount -t cgroup2 none /sys/fs/cgroup &&
-    exec $work/cgfreeze --duration 3s'
-" > "$work/events" 2> "$work/log" &
-agent_pid=$!
+agent() {
+  sh -c "
+    echo \$\$ > $base/agent/cgroup.procs
+    exec nsenter --target $host_pid --pid -- unshare --cgroup --mount --propagation private sh -c '
+      mount -t proc proc /proc && mount -t cgroup2 none /sys/fs/cgroup &&
+      exec $work/cgfreeze $*'
+  " > "$work/events" 2> "$work/log" &
+  agent_pid=$!
+}
+report() {
+  echo "demo: cgfreeze exited $1; its events (stdout):"
+  sed 's/^/  /' "$work/events"
+  [ -s "$work/log" ] && sed 's/^/  log: /' "$work/log"
+  echo "demo: processes of the target are back in ${base#$cg2}/target: $(tr '\n' ' ' < "$base/target/cgroup.procs")"
+}
+
+echo "demo: 1. cgfreeze --duration 3s in the agent container"
+agent --duration 3s
 for _ in $(seq 9); do sleep 0.5; sample; done
-wait "$agent_pid"; rc=$?; agent_pid=""
-echo "demo: cgfreeze exited $rc; its events:"
-sed 's/^/  /' "$work/events"
-[ -s "$work/log" ] && sed 's/^/  log: /' "$work/log"
-echo "demo: processes of the target are back in ${base#$cg2}/target: $(tr '\n' ' ' < "$base/target/cgroup.procs")"
+rc=0; wait "$agent_pid" || rc=$?; agent_pid=""
+report "$rc"
+[ "$rc" = 0 ] || exit "$rc"
+
+echo "demo: 2. cgfreeze -o json, thawed by Ctrl-C (SIGINT) after 2 s"
+agent -o json
+for _ in 1 2 3 4; do sleep 0.5; sample; done
+# Ctrl-C in a terminal sends SIGINT to cgfreeze; here the demo sends it to
+# the first cgfreeze process (the supervisor, which passes it on).
+sup=$(pgrep -o -f "^$work/cgfreeze") || { echo "demo: cgfreeze is not running" >&2; exit 1; }
+echo "demo: kill -INT $sup (what Ctrl-C does)"
+kill -INT "$sup"
+for _ in 1 2; do sleep 0.5; sample; done
+rc=0; wait "$agent_pid" || rc=$?; agent_pid=""
+report "$rc"
 exit "$rc"

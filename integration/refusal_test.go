@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgfreeze/cgfreeze/contract"
 )
 
 // Exit codes of docs/usage.md.
@@ -156,6 +158,9 @@ func TestRefuseFrozenBySomeoneElse(t *testing.T) {
 			if e.State != "frozen" || e.FrozenBy != "other" || e.Holder != 0 {
 				t.Errorf("status event %s: want state frozen, frozen_by other, no holder", e.raw)
 			}
+			if code := tg.statusCode(); code != contract.StatusFrozenOther {
+				t.Errorf("status --exit-code of another tool's freeze: exit %d, want %d", code, contract.StatusFrozenOther)
+			}
 
 			if k == kindV1 {
 				if v, err := tg.cg.read("freezer.self_freezing"); err != nil || v != "1" {
@@ -189,6 +194,9 @@ func TestThawNotFrozen(t *testing.T) {
 				t.Errorf("thaw of a target that is not frozen: event %s, want nothing_to_thaw with state thawed: %s", e.raw, r.describe())
 			}
 			tg.requireBase(e)
+			if code := tg.statusCode(); code != contract.StatusThawed {
+				t.Errorf("status --exit-code of a thawed target: exit %d, want %d", code, contract.StatusThawed)
+			}
 			h.requireProgress("after the thaw", tg.w)
 			h.requireSameCgroups("after the thaw", before, tg.w.pid)
 			h.checkLeftovers()
@@ -232,6 +240,9 @@ func TestThawLeftover(t *testing.T) {
 			holder := tg.leaveFrozen()
 			h.requireStill("after SIGKILL", tg.cg, stillFor/2, tg.w)
 			tg.requireStatus("status of the leftover", "frozen", "cgfreeze", holder)
+			if code := tg.statusCode(); code != contract.StatusLeftover {
+				t.Errorf("status --exit-code of a leftover: exit %d, want %d", code, contract.StatusLeftover)
+			}
 
 			r := tg.start("thaw")
 			e := r.nextEvent()
@@ -302,4 +313,13 @@ func (tg *target) leaveFrozen() int {
 	}
 	tg.requireFrozen("after SIGKILL of the supervisor and the holder")
 	return holder
+}
+
+// statusCode runs `cgfreeze status --exit-code` and returns its exit code
+// (contract.StatusCodes), after its status event.
+func (tg *target) statusCode() int {
+	tg.h.t.Helper()
+	r := tg.start("status", "--exit-code")
+	r.waitEvent("status")
+	return r.wait()
 }

@@ -2,7 +2,8 @@
 # The project's test command (README, .ci/run): installs what the tests need
 # on a fresh Debian machine (busybox-static, runc, buildah, util-linux, and
 # for the Kubernetes suite containerd, etcd-server, containernetworking-plugins,
-# tmux, openssl), then runs the unit tests with the race detector, the
+# tmux, openssl; zsh, fish and groff-base for the completion and man page
+# tests), then runs the unit tests with the race detector, the
 # privileged integration suite against real cgroups (which also builds the
 # container image from the Dockerfile with buildah and runs it under runc),
 # and the Kubernetes suite (integration/k8s: a real single-node cluster built
@@ -30,6 +31,12 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v tmux >/dev/null || need+=(tmux)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
+# The terminal view's end-to-end test drives a real terminal (tmux); the
+# unit tests check the completion scripts with each shell and the man page
+# with groff.
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test: installing ${need[*]}"
   apt-get update -qq

@@ -1,13 +1,11 @@
+//go:build linux
+
 package mount
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,23 +61,4 @@ func checkExistingRoot(fd int, dir string) error {
 		return fmt.Errorf("%w: %s is a directory below the mount at %s, or that mount is covered by another", ErrNotHierarchyRoot, dir, mountPoint)
 	}
 	return nil
-}
-
-// MountByID returns the root field and the mount point of the mount with
-// ID id in a /proc/<pid>/mountinfo stream, and whether it was found.
-func MountByID(r io.Reader, id uint64) (root, mountPoint string, found bool, err error) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	for s.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-		f := strings.Fields(s.Text())
-		if len(f) < 5 {
-			continue
-		}
-		if n, err := strconv.ParseUint(f[0], 10, 64); err != nil || n != id {
-			continue
-		}
-		return unescape(f[3]), unescape(f[4]), true, nil
-	}
-	return "", "", false, s.Err()
 }

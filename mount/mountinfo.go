@@ -1,39 +1,84 @@
+//go:build linux
+
 package mount
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"os"
-	"strconv"
-	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
+
+// The mountinfo readers. Each line of /proc/<pid>/mountinfo is parsed by
+// github.com/moby/sys/mountinfo, the parser runc, containerd and moby use
+// (fields, optional fields, the octal escapes of paths); eachMount reads
+// the lines itself because that parser reads a stream with a 64 KiB line
+// limit and stops at the first line it cannot parse, where cgfreeze must
+// find the cgroup mounts past a long overlay line (many lowerdirs) or a
+// line it does not understand. docs/design.md ("Reading mountinfo") says
+// more.
+
+// maxMountinfoLine bounds a mountinfo line: an overlay mount with many
+// layers writes long lines; past this one the stream is not mountinfo.
+const maxMountinfoLine = 1 << 20
+
+// eachMount calls fn with each mount of a mountinfo stream, in order,
+// until fn returns false. Lines that the parser refuses are skipped: the
+// kernel writes cgroup mounts' lines short and whole.
+func eachMount(r io.Reader, fn func(m *mountinfo.Info) bool) error {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64*1024), maxMountinfoLine)
+	for s.Scan() {
+		ms, err := mountinfo.GetMountsFromReader(bytes.NewReader(s.Bytes()), nil)
+		if err != nil || len(ms) != 1 {
+			continue
+		}
+		if !fn(ms[0]) {
+			return nil
+		}
+	}
+	return s.Err()
+}
 
 // SuperOptions returns the superblock options of the first mount of type
 // fstype in a /proc/<pid>/mountinfo stream, without "rw"/"ro", and whether
 // one was found. For cgroup2 these are the hierarchy-wide flags in force
 // (nsdelegate, memory_recursiveprot, ...).
 func SuperOptions(r io.Reader, fstype string) ([]string, bool, error) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	for s.Scan() {
-		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
-		_, post, ok := strings.Cut(s.Text(), " - ")
-		if !ok {
-			continue
+	var opts []string
+	found := false
+	err := eachMount(r, func(m *mountinfo.Info) bool {
+		if m.FSType != fstype {
+			return true
 		}
-		fields := strings.Fields(post)
-		if len(fields) < 3 || fields[0] != fstype {
-			continue
-		}
-		var opts []string
-		for _, o := range strings.Split(fields[2], ",") {
-			if o != "rw" && o != "ro" && o != "" {
+		found = true
+		for _, o := range splitOptions(m.VFSOptions) {
+			if o != "rw" && o != "ro" {
 				opts = append(opts, o)
 			}
 		}
-		return opts, true, nil
+		return false
+	})
+	if err != nil {
+		return nil, false, err
 	}
-	return nil, false, s.Err()
+	return opts, found, nil
+}
+
+func splitOptions(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
 }
 
 // SuperOptionsFromFiles tries each mountinfo file in turn and returns the
@@ -57,21 +102,14 @@ func SuperOptionsFromFiles(fstype string, paths ...string) ([]string, bool) {
 // stream shows the root ("/") of a file system of type fstype, in the order
 // listed: for cgroup2, the places where the whole hierarchy is mounted.
 func RootMounts(r io.Reader, fstype string) ([]string, error) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
 	var out []string
-	for s.Scan() {
-		pre, post, ok := strings.Cut(s.Text(), " - ")
-		if !ok {
-			continue
+	err := eachMount(r, func(m *mountinfo.Info) bool {
+		if m.FSType == fstype && m.Root == "/" {
+			out = append(out, m.Mountpoint)
 		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 5 || len(b) < 1 || b[0] != fstype || a[3] != "/" {
-			continue
-		}
-		out = append(out, unescape(a[4]))
-	}
-	return out, s.Err()
+		return true
+	})
+	return out, err
 }
 
 // RootMountsFromFile is RootMounts of a mountinfo file; an unreadable file
@@ -89,21 +127,15 @@ func RootMountsFromFile(fstype, path string) []string {
 	return out
 }
 
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
+// MountByID returns the root field and the mount point of the mount with
+// ID id in a /proc/<pid>/mountinfo stream, and whether it was found.
+func MountByID(r io.Reader, id uint64) (root, mountPoint string, found bool, err error) {
+	err = eachMount(r, func(m *mountinfo.Info) bool {
+		if m.ID < 0 || uint64(m.ID) != id {
+			return true
 		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+		root, mountPoint, found = m.Root, m.Mountpoint, true
+		return false
+	})
+	return root, mountPoint, found, err
 }

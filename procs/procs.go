@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/containerd/cgroups/v3"
 )
 
 // Cgroups is what /proc/<pid>/cgroup says about one process.
@@ -35,13 +33,28 @@ func ParseCgroups(r io.Reader) (Cgroups, error) {
 	if err != nil {
 		return Cgroups{}, err
 	}
-	// The containerd parser keeps the common format in one place; the
-	// hierarchy sets and the presence of "0::" it drops are read here.
-	v1, unified, err := cgroups.ParseCgroupFromReaderUnified(strings.NewReader(string(data)))
-	if err != nil {
+	// The format is "<hierarchy ID>:<controllers>:<path>" a line: the
+	// controllers are empty for cgroup2's "0::" line. (containerd's
+	// cgroups parser did the first part; its package builds only on Linux,
+	// and this one builds everywhere.)
+	c := Cgroups{V1: map[string]string{}, V1Hierarchies: map[string]string{}}
+	s := bufio.NewScanner(strings.NewReader(string(data)))
+	for s.Scan() {
+		parts := strings.SplitN(s.Text(), ":", 3)
+		if len(parts) < 3 {
+			return Cgroups{}, fmt.Errorf("invalid cgroup entry: %q", s.Text())
+		}
+		for _, sub := range strings.Split(parts[1], ",") {
+			if sub == "" {
+				c.Unified = parts[2]
+			} else {
+				c.V1[sub] = parts[2]
+			}
+		}
+	}
+	if err := s.Err(); err != nil {
 		return Cgroups{}, err
 	}
-	c := Cgroups{V1: v1, V1Hierarchies: map[string]string{}, Unified: unified}
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {

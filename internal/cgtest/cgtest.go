@@ -10,16 +10,15 @@
 package cgtest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +26,6 @@ import (
 type MountEntry struct {
 	Root, MountPoint, FSType, Source string
 	SuperOptions                     []string
-	Line                             string
 }
 
 // ReadMountinfo reads a mountinfo file (/proc/self/mountinfo).
@@ -40,46 +38,19 @@ func ReadMountinfo(file string) ([]MountEntry, error) {
 	return ParseMountinfo(f, file)
 }
 
-// ParseMountinfo parses mountinfo lines from r; name is for errors.
+// ParseMountinfo parses mountinfo lines from r with
+// github.com/moby/sys/mountinfo (as package mount does); name is for errors.
 func ParseMountinfo(r io.Reader, name string) ([]MountEntry, error) {
-	var out []MountEntry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		pre, post, ok := strings.Cut(line, " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(a) < 6 || len(b) < 3 {
-			return nil, fmt.Errorf("%s: malformed line %q", name, line)
-		}
-		out = append(out, MountEntry{
-			Root: UnescapeMount(a[3]), MountPoint: UnescapeMount(a[4]),
-			FSType: b[0], Source: b[1], SuperOptions: strings.Split(b[2], ","), Line: line,
-		})
-	}
-	if err := sc.Err(); err != nil {
+	ms, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	out := make([]MountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, MountEntry{Root: m.Root, MountPoint: m.Mountpoint, FSType: m.FSType, Source: m.Source,
+			SuperOptions: strings.Split(m.VFSOptions, ",")})
+	}
 	return out, nil
-}
-
-// UnescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func UnescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // Cg2Options returns the superblock options of the cgroup2 hierarchy as

@@ -69,14 +69,14 @@ func Point(name string) error {
 	switch action {
 	case "killall":
 		// The holder's parent is its supervisor (the watchdog).
-		_ = syscall.Kill(os.Getppid(), syscall.SIGKILL)
+		kill(os.Getppid())
 		for _, pid := range children() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			kill(pid)
 		}
 		fallthrough
 	case "kill":
 		// SIGKILL cannot be caught: the same death as the OOM killer's.
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		kill(os.Getpid())
 		select {} // the signal is on its way
 	case "fail":
 		return fmt.Errorf("%s: %w", name, ErrInjected)
@@ -104,4 +104,12 @@ func children() []int {
 		}
 	}
 	return out
+}
+
+// kill sends SIGKILL to pid (os.Process.Kill: SIGKILL, where the package
+// builds on every OS).
+func kill(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
 }
