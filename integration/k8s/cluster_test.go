@@ -471,8 +471,8 @@ func (n *node) hostCgroup(id string) string {
 	}
 	var found string
 	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() || found != "" {
-			return filepath.SkipDir
+		if err != nil || !d.IsDir() {
+			return nil
 		}
 		if strings.Contains(d.Name(), id) {
 			found = p
