@@ -515,11 +515,11 @@ func (n *node) requireHostFrozen(id string, want bool) {
 	}
 }
 
-// requireNoChild checks that no cgfreeze child cgroup is left anywhere in
-// the node's cgroups.
+// requireNoChild checks that no cgfreeze child cgroup is left in the
+// node's cgroups (kubepods on v1, k8s.io on the v2 node).
 func (n *node) requireNoChild() {
 	n.t.Helper()
-	for _, root := range []string{"/sys/fs/cgroup/freezer/kubepods", n.cg2Mount} {
+	for _, root := range []string{"/sys/fs/cgroup/freezer/kubepods", filepath.Join(n.cg2Mount, "kubepods"), filepath.Join(n.cg2Mount, "k8s.io")} {
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() && d.Name() == "cgfreeze" {
 				n.t.Errorf("a cgfreeze child cgroup is left: %s", p)
