@@ -315,7 +315,7 @@ spec:
 
 // createPod creates a pod and waits until its containers run; it is
 // deleted when the test ends.
-func (n *node) createPod(manifest string) podStatus {
+func (n *node) createPod(manifest string) {
 	n.t.Helper()
 	var meta struct {
 		Name string
@@ -331,7 +331,7 @@ func (n *node) createPod(manifest string) podStatus {
 	n.t.Cleanup(func() {
 		_, _ = n.kubectl("delete", "pod", meta.Name, "--grace-period=1", "--wait=true", "--timeout=45s", "--ignore-not-found")
 	})
-	return n.waitRunning(meta.Name)
+	n.waitRunning(meta.Name)
 }
 
 func (n *node) waitRunning(name string) podStatus {
@@ -355,8 +355,10 @@ func (n *node) waitRunning(name string) podStatus {
 	return p
 }
 
-// containerID is the runtime's ID of the container (without containerd://).
-func (n *node) containerID(pod, container string) string {
+// containerID is the runtime's ID of the pod's app container (without
+// containerd://).
+func (n *node) containerID(pod string) string {
+	const container = "app"
 	n.t.Helper()
 	p, err := n.pod(pod)
 	if err != nil {
@@ -391,7 +393,8 @@ func (n *node) lastTick(pod, container string) (int, error) {
 }
 
 // requireStopped checks that the app prints nothing for quietWindow.
-func (n *node) requireStopped(pod, container string) {
+func (n *node) requireStopped(pod string) {
+	const container = "app"
 	n.t.Helper()
 	a, err := n.lastTick(pod, container)
 	if err != nil {
@@ -408,7 +411,8 @@ func (n *node) requireStopped(pod, container string) {
 }
 
 // requireRunningApp checks that the app prints again.
-func (n *node) requireRunningApp(pod, container string) {
+func (n *node) requireRunningApp(pod string) {
+	const container = "app"
 	n.t.Helper()
 	a, err := n.lastTick(pod, container)
 	if err != nil {

@@ -138,7 +138,10 @@ func (n *node) agentLine(pod, name, prefix string) string {
 				return true, nil
 			}
 		}
-		return false, fmt.Errorf("%v; log: %q", err, tail(out, 500))
+		if err != nil {
+			return false, err
+		}
+		return false, fmt.Errorf("log so far: %q", tail(out, 500))
 	})
 	return line
 }
@@ -167,7 +170,7 @@ func (n *node) waitRC(rcFile string, limit time.Duration) int {
 func (n *node) inside(prof profile) {
 	pod := n.podName("inside")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	a := append([]string{"debug", "pod/" + pod, "-c", "look", "--image=" + imageWorkload, "--image-pull-policy=Never", "--target=app"}, prof.flags...)
 	a = append(a, "--", "/bin/sh", "-c", `echo "/proc/1/cgroup:"; cat /proc/1/cgroup; echo "/proc/self/cgroup:"; cat /proc/self/cgroup; `+
 		`echo "cgroup mounts:"; grep -E 'cgroup|/sys/fs' /proc/self/mountinfo; echo "capabilities:"; grep Cap /proc/self/status`)
@@ -188,8 +191,8 @@ func (n *node) inside(prof profile) {
 func (n *node) debugTTY(prof profile) {
 	pod := n.podName("tty")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
-	n.requireRunningApp(pod, "app")
+	id := n.containerID(pod)
+	n.requireRunningApp(pod)
 
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
@@ -201,7 +204,7 @@ func (n *node) debugTTY(prof profile) {
 	}
 	n.tmuxAttached("tty")
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 
 	n.tmuxKeys("tty", "C-c")
 	if code := n.waitRC(rc, 30*time.Second); code != 0 {
@@ -212,7 +215,7 @@ func (n *node) debugTTY(prof profile) {
 		n.t.Errorf("no thawed line with reason=signal on the terminal:\n%s", screen)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // jsonDuration: the same without a terminal, with -o json and --duration:
@@ -220,12 +223,12 @@ func (n *node) debugTTY(prof profile) {
 func (n *node) jsonDuration(prof profile) {
 	pod := n.podName("json")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	n.debug(pod, "freeze-1", prof, "--duration", "8s", "-o", "json")
 	evs := n.agentEvents(pod, "freeze-1", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	if code := n.agentExit(pod, "freeze-1", 30*time.Second); code != 0 {
 		n.t.Errorf("the agent exited %d, want 0", code)
 	}
@@ -234,7 +237,7 @@ func (n *node) jsonDuration(prof profile) {
 		n.t.Errorf("thawed event %s: want reason duration", e.raw)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // sharedPID: in a pod that shares its PID namespace PID 1 is the pause
@@ -244,7 +247,7 @@ func (n *node) jsonDuration(prof profile) {
 func (n *node) sharedPID(prof profile) {
 	pod := n.podName("shared")
 	n.createPod(podSpec(pod, ticker, "  shareProcessNamespace: true", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	n.debug(pod, "refused", prof)
 	if code := n.agentExit(pod, "refused", agentWait); code != 4 {
 		n.t.Errorf("the default agent in a shared PID namespace exited %d, want 4", code)
@@ -253,17 +256,17 @@ func (n *node) sharedPID(prof profile) {
 	if !strings.Contains(logs, id[:12]) {
 		n.t.Errorf("the refusal does not list the app container %s:\n%s", id[:12], logs)
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 
 	n.debug(pod, "by-id", prof, "--container-id", "containerd://"+id, "--duration", "6s", "-o", "json")
 	evs := n.agentEvents(pod, "by-id", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	if code := n.agentExit(pod, "by-id", 30*time.Second); code != 0 {
 		n.t.Errorf("the agent exited %d, want 0", code)
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // deleteWhileFrozen: the pod deleted while its app is frozen goes away
@@ -272,7 +275,7 @@ func (n *node) sharedPID(prof profile) {
 func (n *node) deleteWhileFrozen(prof profile) {
 	pod := n.podName("delete")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	n.debug(pod, "freeze-1", prof, "-o", "json")
 	n.agentEvents(pod, "freeze-1", "frozen", agentWait)
 	n.requireHostFrozen(id, true)
@@ -305,7 +308,7 @@ func (n *node) dropConnections(prof profile) {
 		out, err := n.kubectl("logs", client)
 		return strings.Contains(out, "ping 3"), err
 	})
-	id := n.containerID(server, "app")
+	id := n.containerID(server)
 	n.debug(server, "freeze-1", prof, "--drop-connections", "--duration", "6s", "-o", "json")
 	evs := n.agentEvents(server, "freeze-1", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
@@ -323,7 +326,7 @@ func (n *node) dropConnections(prof profile) {
 	if code := n.agentExit(server, "freeze-1", 30*time.Second); code != 0 {
 		n.t.Errorf("the agent exited %d, want 0", code)
 	}
-	n.requireRunningApp(server, "app")
+	n.requireRunningApp(server)
 }
 
 // lostSession: kubectl debug -it killed while the app is frozen. The agent
@@ -332,7 +335,7 @@ func (n *node) dropConnections(prof profile) {
 func (n *node) lostSession(prof profile) {
 	pod := n.podName("lost")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("lost", cmd)
@@ -357,7 +360,7 @@ func (n *node) lostSession(prof profile) {
 	n.waitRC(rc, 10*time.Second)
 	time.Sleep(3 * time.Second)
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	n.t.Log("kubectl -it killed: the app stays frozen (documented)")
 
 	rc = n.tmuxRun("attach", fmt.Sprintf("%s attach -it pod/%s -c freeze-1", n.kubectlPath(), pod))
@@ -369,7 +372,7 @@ func (n *node) lostSession(prof profile) {
 		n.t.Errorf("the agent exited %d after Ctrl-C through kubectl attach, want 0", c)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // childNamed is a child of pid whose command is name, or 0.
@@ -394,7 +397,7 @@ func childNamed(pid int, name string) int {
 func (n *node) stdinLease(prof profile) {
 	pod := n.podName("lease")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	custom := filepath.Join(n.t.TempDir(), "stdin-once.yaml")
 	if err := os.WriteFile(custom, []byte("stdinOnce: true\n"), 0o644); err != nil {
 		n.t.Fatal(err)
@@ -450,7 +453,7 @@ func (n *node) stdinLease(prof profile) {
 		n.t.Errorf("thawed event %s: want reason stdin", e.raw)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // livenessRestart: an httpGet liveness probe fails while the app is frozen;
@@ -467,7 +470,7 @@ func (n *node) livenessRestart(prof profile) {
       timeoutSeconds: 1
       failureThreshold: 2`
 	n.createPod(podSpec(pod, script, "  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 5", probe))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	time.Sleep(3 * time.Second) // the probe passes first
 	p, err := n.pod(pod)
 	if err != nil {
@@ -497,7 +500,7 @@ func (n *node) livenessRestart(prof profile) {
 	if newID == id {
 		n.t.Fatalf("the restarted app has the old container ID %s", id)
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 	n.requireHostFrozen(newID, false)
 	code := n.agentExit(pod, "freeze-1", 30*time.Second)
 	out, _ := n.kubectl("logs", pod, "-c", "freeze-1")
