@@ -372,7 +372,8 @@ func (n *node) containerID(pod string) string {
 }
 
 // lastTick is the last "tick N" the container printed (kubectl logs).
-func (n *node) lastTick(pod, container string) (int, error) {
+func (n *node) lastTick(pod string) (int, error) {
+	const container = "app"
 	out, err := n.kubectl("logs", pod, "-c", container, "--tail=20")
 	if err != nil {
 		return 0, err
@@ -396,12 +397,12 @@ func (n *node) lastTick(pod, container string) (int, error) {
 func (n *node) requireStopped(pod string) {
 	const container = "app"
 	n.t.Helper()
-	a, err := n.lastTick(pod, container)
+	a, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	time.Sleep(quietWindow)
-	b, err := n.lastTick(pod, container)
+	b, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -414,12 +415,12 @@ func (n *node) requireStopped(pod string) {
 func (n *node) requireRunningApp(pod string) {
 	const container = "app"
 	n.t.Helper()
-	a, err := n.lastTick(pod, container)
+	a, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	n.waitFor(pod+"/"+container+" printing again", 10*time.Second, func() (bool, error) {
-		b, err := n.lastTick(pod, container)
+		b, err := n.lastTick(pod)
 		return err == nil && b > a, err
 	})
 }
