@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -378,6 +378,25 @@ func (n *node) lostSession(prof profile) {
 	n.requireRunningApp(pod)
 }
 
+// syncBuffer is a strings.Builder that a command writes to while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // childNamed is a child of pid whose command is name, or 0.
 func childNamed(pid int, name string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
@@ -418,29 +437,19 @@ func (n *node) stdinLease(prof profile) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
-	frozen := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"event":"frozen"`) {
-				frozen <- sc.Text()
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l := <-frozen:
-		n.t.Logf("kubectl debug -i: %s", l)
-	case <-time.After(agentWait):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		n.t.Fatalf("no frozen event from kubectl debug -i within %v; stderr: %s", agentWait, stderr.String())
-	}
+	// What the agent prints before kubectl attaches is not replayed: the
+	// agent's log has it.
+	n.agentLine(pod, "freeze-1", `{"event":"frozen"`)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	n.waitFor("kubectl debug -i attached", agentWait, func() (bool, error) {
+		return strings.Contains(stderr.String(), "If you don't see a command prompt"), fmt.Errorf("stderr: %q", stderr.String())
+	})
+	time.Sleep(attachSettle)
 	n.requireHostFrozen(id, true)
 	n.t.Logf("pod spec's ephemeral container has stdinOnce: %s", n.must("get", "pod", pod, "-o", "jsonpath={.spec.ephemeralContainers[0].stdinOnce}"))
 	_ = cmd.Process.Kill()
