@@ -133,8 +133,9 @@ func (n *node) agentLine(pod, name, prefix string) string {
 	n.waitFor(fmt.Sprintf("%q in the log of %s/%s", prefix, pod, name), agentWait, func() (bool, error) {
 		out, err := n.kubectl("logs", pod, "-c", name)
 		for _, l := range strings.Split(out, "\n") {
-			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
-				line = strings.TrimSpace(l)
+			// On a TTY the Ctrl-C is echoed as "^C" before the next line.
+			if l = strings.TrimPrefix(strings.TrimSpace(l), "^C"); strings.HasPrefix(l, prefix) {
+				line = l
 				return true, nil
 			}
 		}
