@@ -126,8 +126,10 @@ func (n *node) tmuxAttached(session string) {
 	time.Sleep(attachSettle)
 }
 
-// agentLine waits for a line of the agent's log that starts with prefix.
-func (n *node) agentLine(pod, name, prefix string) string {
+// agentLine waits for a line of the agent's log (its container is named
+// freeze-1) that starts with prefix.
+func (n *node) agentLine(pod, prefix string) string {
+	const name = "freeze-1"
 	n.t.Helper()
 	var line string
 	n.waitFor(fmt.Sprintf("%q in the log of %s/%s", prefix, pod, name), agentWait, func() (bool, error) {
@@ -198,7 +200,7 @@ func (n *node) debugTTY(prof profile) {
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("tty", cmd)
-	line := n.agentLine(pod, "freeze-1", "frozen ")
+	line := n.agentLine(pod, "frozen ")
 	n.t.Logf("agent: %s", line)
 	if want := "strategy=" + prof.strategy[n.mode]; !strings.Contains(line, want) {
 		n.t.Errorf("the frozen line does not say %s", want)
@@ -214,7 +216,7 @@ func (n *node) debugTTY(prof profile) {
 	}
 	// The session closed with kubectl: the agent's log has what the
 	// terminal showed.
-	if line := n.agentLine(pod, "freeze-1", "thawed "); !strings.Contains(line, "reason=signal") {
+	if line := n.agentLine(pod, "thawed "); !strings.Contains(line, "reason=signal") {
 		n.t.Errorf("thawed line %q: want reason=signal", line)
 	}
 	n.requireHostFrozen(id, false)
@@ -342,7 +344,7 @@ func (n *node) lostSession(prof profile) {
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("lost", cmd)
-	n.agentLine(pod, "freeze-1", "frozen ")
+	n.agentLine(pod, "frozen ")
 	n.tmuxAttached("lost")
 	pane, err := exec.Command("tmux", "-L", n.tmux, "list-panes", "-t", "lost", "-F", "#{pane_pid}").Output()
 	if err != nil {
@@ -445,7 +447,7 @@ func (n *node) stdinLease(prof profile) {
 	}
 	// What the agent prints before kubectl attaches is not replayed: the
 	// agent's log has it.
-	n.agentLine(pod, "freeze-1", `{"event":"frozen"`)
+	n.agentLine(pod, `{"event":"frozen"`)
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	n.waitFor("kubectl debug -i attached", agentWait, func() (bool, error) {
 		return strings.Contains(stderr.String(), "If you don't see a command prompt"), fmt.Errorf("stderr: %q", stderr.String())
