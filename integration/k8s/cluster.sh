@@ -78,7 +78,8 @@ stop() {
       [ -e "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
       sleep 0.1
     done
-    if [ -e "/proc/$pid" ]; then
+    # A zombie has ended (init reaps it when it gets to it).
+    if [ -e "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
       log "$1 ($pid) did not end within ${STOP_WAIT}s of SIGTERM: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2

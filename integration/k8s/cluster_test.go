@@ -315,7 +315,7 @@ spec:
 
 // createPod creates a pod and waits until its containers run; it is
 // deleted when the test ends.
-func (n *node) createPod(manifest string) podStatus {
+func (n *node) createPod(manifest string) {
 	n.t.Helper()
 	var meta struct {
 		Name string
@@ -331,7 +331,7 @@ func (n *node) createPod(manifest string) podStatus {
 	n.t.Cleanup(func() {
 		_, _ = n.kubectl("delete", "pod", meta.Name, "--grace-period=1", "--wait=true", "--timeout=45s", "--ignore-not-found")
 	})
-	return n.waitRunning(meta.Name)
+	n.waitRunning(meta.Name)
 }
 
 func (n *node) waitRunning(name string) podStatus {
@@ -355,8 +355,10 @@ func (n *node) waitRunning(name string) podStatus {
 	return p
 }
 
-// containerID is the runtime's ID of the container (without containerd://).
-func (n *node) containerID(pod, container string) string {
+// containerID is the runtime's ID of the pod's app container (without
+// containerd://).
+func (n *node) containerID(pod string) string {
+	const container = "app"
 	n.t.Helper()
 	p, err := n.pod(pod)
 	if err != nil {
@@ -370,7 +372,8 @@ func (n *node) containerID(pod, container string) string {
 }
 
 // lastTick is the last "tick N" the container printed (kubectl logs).
-func (n *node) lastTick(pod, container string) (int, error) {
+func (n *node) lastTick(pod string) (int, error) {
+	const container = "app"
 	out, err := n.kubectl("logs", pod, "-c", container, "--tail=20")
 	if err != nil {
 		return 0, err
@@ -391,14 +394,15 @@ func (n *node) lastTick(pod, container string) (int, error) {
 }
 
 // requireStopped checks that the app prints nothing for quietWindow.
-func (n *node) requireStopped(pod, container string) {
+func (n *node) requireStopped(pod string) {
+	const container = "app"
 	n.t.Helper()
-	a, err := n.lastTick(pod, container)
+	a, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	time.Sleep(quietWindow)
-	b, err := n.lastTick(pod, container)
+	b, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -408,14 +412,15 @@ func (n *node) requireStopped(pod, container string) {
 }
 
 // requireRunningApp checks that the app prints again.
-func (n *node) requireRunningApp(pod, container string) {
+func (n *node) requireRunningApp(pod string) {
+	const container = "app"
 	n.t.Helper()
-	a, err := n.lastTick(pod, container)
+	a, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	n.waitFor(pod+"/"+container+" printing again", 10*time.Second, func() (bool, error) {
-		b, err := n.lastTick(pod, container)
+		b, err := n.lastTick(pod)
 		return err == nil && b > a, err
 	})
 }
@@ -471,8 +476,8 @@ func (n *node) hostCgroup(id string) string {
 	}
 	var found string
 	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() || found != "" {
-			return filepath.SkipDir
+		if err != nil || !d.IsDir() {
+			return nil
 		}
 		if strings.Contains(d.Name(), id) {
 			found = p
@@ -515,11 +520,11 @@ func (n *node) requireHostFrozen(id string, want bool) {
 	}
 }
 
-// requireNoChild checks that no cgfreeze child cgroup is left anywhere in
-// the node's cgroups.
+// requireNoChild checks that no cgfreeze child cgroup is left in the
+// node's cgroups (kubepods on v1, k8s.io on the v2 node).
 func (n *node) requireNoChild() {
 	n.t.Helper()
-	for _, root := range []string{"/sys/fs/cgroup/freezer/kubepods", n.cg2Mount} {
+	for _, root := range []string{"/sys/fs/cgroup/freezer/kubepods", filepath.Join(n.cg2Mount, "kubepods"), filepath.Join(n.cg2Mount, "k8s.io")} {
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() && d.Name() == "cgfreeze" {
 				n.t.Errorf("a cgfreeze child cgroup is left: %s", p)

@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -126,19 +126,25 @@ func (n *node) tmuxAttached(session string) {
 	time.Sleep(attachSettle)
 }
 
-// agentLine waits for a line of the agent's log that starts with prefix.
-func (n *node) agentLine(pod, name, prefix string) string {
+// agentLine waits for a line of the agent's log (its container is named
+// freeze-1) that starts with prefix.
+func (n *node) agentLine(pod, prefix string) string {
+	const name = "freeze-1"
 	n.t.Helper()
 	var line string
 	n.waitFor(fmt.Sprintf("%q in the log of %s/%s", prefix, pod, name), agentWait, func() (bool, error) {
 		out, err := n.kubectl("logs", pod, "-c", name)
 		for _, l := range strings.Split(out, "\n") {
-			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
-				line = strings.TrimSpace(l)
+			// On a TTY the Ctrl-C is echoed as "^C" before the next line.
+			if l = strings.TrimPrefix(strings.TrimSpace(l), "^C"); strings.HasPrefix(l, prefix) {
+				line = l
 				return true, nil
 			}
 		}
-		return false, fmt.Errorf("%v; log: %q", err, tail(out, 500))
+		if err != nil {
+			return false, err
+		}
+		return false, fmt.Errorf("log so far: %q", tail(out, 500))
 	})
 	return line
 }
@@ -167,7 +173,7 @@ func (n *node) waitRC(rcFile string, limit time.Duration) int {
 func (n *node) inside(prof profile) {
 	pod := n.podName("inside")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	a := append([]string{"debug", "pod/" + pod, "-c", "look", "--image=" + imageWorkload, "--image-pull-policy=Never", "--target=app"}, prof.flags...)
 	a = append(a, "--", "/bin/sh", "-c", `echo "/proc/1/cgroup:"; cat /proc/1/cgroup; echo "/proc/self/cgroup:"; cat /proc/self/cgroup; `+
 		`echo "cgroup mounts:"; grep -E 'cgroup|/sys/fs' /proc/self/mountinfo; echo "capabilities:"; grep Cap /proc/self/status`)
@@ -188,31 +194,33 @@ func (n *node) inside(prof profile) {
 func (n *node) debugTTY(prof profile) {
 	pod := n.podName("tty")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
-	n.requireRunningApp(pod, "app")
+	id := n.containerID(pod)
+	n.requireRunningApp(pod)
 
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("tty", cmd)
-	line := n.agentLine(pod, "freeze-1", "frozen ")
+	line := n.agentLine(pod, "frozen ")
 	n.t.Logf("agent: %s", line)
 	if want := "strategy=" + prof.strategy[n.mode]; !strings.Contains(line, want) {
 		n.t.Errorf("the frozen line does not say %s", want)
 	}
 	n.tmuxAttached("tty")
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 
+	n.t.Logf("terminal before Ctrl-C:\n%s", strings.TrimSpace(n.tmuxScreen("tty")))
 	n.tmuxKeys("tty", "C-c")
 	if code := n.waitRC(rc, 30*time.Second); code != 0 {
 		n.t.Errorf("kubectl debug -it exited %d after Ctrl-C, want 0; terminal:\n%s", code, n.tmuxScreen("tty"))
 	}
-	screen := n.tmuxScreen("tty")
-	if !strings.Contains(screen, "thawed ") || !strings.Contains(screen, "reason=signal") {
-		n.t.Errorf("no thawed line with reason=signal on the terminal:\n%s", screen)
+	// The session closed with kubectl: the agent's log has what the
+	// terminal showed.
+	if line := n.agentLine(pod, "thawed "); !strings.Contains(line, "reason=signal") {
+		n.t.Errorf("thawed line %q: want reason=signal", line)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // jsonDuration: the same without a terminal, with -o json and --duration:
@@ -220,12 +228,12 @@ func (n *node) debugTTY(prof profile) {
 func (n *node) jsonDuration(prof profile) {
 	pod := n.podName("json")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	n.debug(pod, "freeze-1", prof, "--duration", "8s", "-o", "json")
 	evs := n.agentEvents(pod, "freeze-1", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	if code := n.agentExit(pod, "freeze-1", 30*time.Second); code != 0 {
 		n.t.Errorf("the agent exited %d, want 0", code)
 	}
@@ -234,7 +242,7 @@ func (n *node) jsonDuration(prof profile) {
 		n.t.Errorf("thawed event %s: want reason duration", e.raw)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // sharedPID: in a pod that shares its PID namespace PID 1 is the pause
@@ -244,7 +252,7 @@ func (n *node) jsonDuration(prof profile) {
 func (n *node) sharedPID(prof profile) {
 	pod := n.podName("shared")
 	n.createPod(podSpec(pod, ticker, "  shareProcessNamespace: true", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	n.debug(pod, "refused", prof)
 	if code := n.agentExit(pod, "refused", agentWait); code != 4 {
 		n.t.Errorf("the default agent in a shared PID namespace exited %d, want 4", code)
@@ -253,17 +261,17 @@ func (n *node) sharedPID(prof profile) {
 	if !strings.Contains(logs, id[:12]) {
 		n.t.Errorf("the refusal does not list the app container %s:\n%s", id[:12], logs)
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 
 	n.debug(pod, "by-id", prof, "--container-id", "containerd://"+id, "--duration", "6s", "-o", "json")
 	evs := n.agentEvents(pod, "by-id", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	if code := n.agentExit(pod, "by-id", 30*time.Second); code != 0 {
 		n.t.Errorf("the agent exited %d, want 0", code)
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // deleteWhileFrozen: the pod deleted while its app is frozen goes away
@@ -272,7 +280,7 @@ func (n *node) sharedPID(prof profile) {
 func (n *node) deleteWhileFrozen(prof profile) {
 	pod := n.podName("delete")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	n.debug(pod, "freeze-1", prof, "-o", "json")
 	n.agentEvents(pod, "freeze-1", "frozen", agentWait)
 	n.requireHostFrozen(id, true)
@@ -305,7 +313,7 @@ func (n *node) dropConnections(prof profile) {
 		out, err := n.kubectl("logs", client)
 		return strings.Contains(out, "ping 3"), err
 	})
-	id := n.containerID(server, "app")
+	id := n.containerID(server)
 	n.debug(server, "freeze-1", prof, "--drop-connections", "--duration", "6s", "-o", "json")
 	evs := n.agentEvents(server, "freeze-1", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
@@ -323,7 +331,7 @@ func (n *node) dropConnections(prof profile) {
 	if code := n.agentExit(server, "freeze-1", 30*time.Second); code != 0 {
 		n.t.Errorf("the agent exited %d, want 0", code)
 	}
-	n.requireRunningApp(server, "app")
+	n.requireRunningApp(server)
 }
 
 // lostSession: kubectl debug -it killed while the app is frozen. The agent
@@ -332,11 +340,11 @@ func (n *node) dropConnections(prof profile) {
 func (n *node) lostSession(prof profile) {
 	pod := n.podName("lost")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	cmd := fmt.Sprintf("%s debug -it pod/%s -c freeze-1 --image=%s --image-pull-policy=Never --target=app %s",
 		n.kubectlPath(), pod, imageCgfreeze, strings.Join(prof.flags, " "))
 	rc := n.tmuxRun("lost", cmd)
-	n.agentLine(pod, "freeze-1", "frozen ")
+	n.agentLine(pod, "frozen ")
 	n.tmuxAttached("lost")
 	pane, err := exec.Command("tmux", "-L", n.tmux, "list-panes", "-t", "lost", "-F", "#{pane_pid}").Output()
 	if err != nil {
@@ -357,19 +365,39 @@ func (n *node) lostSession(prof profile) {
 	n.waitRC(rc, 10*time.Second)
 	time.Sleep(3 * time.Second)
 	n.requireHostFrozen(id, true)
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	n.t.Log("kubectl -it killed: the app stays frozen (documented)")
 
 	rc = n.tmuxRun("attach", fmt.Sprintf("%s attach -it pod/%s -c freeze-1", n.kubectlPath(), pod))
 	n.tmuxAttached("attach")
+	n.t.Logf("kubectl attach -it, before Ctrl-C:\n%s", strings.TrimSpace(n.tmuxScreen("attach")))
 	n.tmuxKeys("attach", "C-c")
 	code := n.waitRC(rc, 30*time.Second)
-	n.t.Logf("kubectl attach -it and Ctrl-C: kubectl exited %d; terminal:\n%s", code, strings.TrimSpace(n.tmuxScreen("attach")))
+	n.t.Logf("kubectl attach -it and Ctrl-C: kubectl exited %d", code)
 	if c := n.agentExit(pod, "freeze-1", 30*time.Second); c != 0 {
 		n.t.Errorf("the agent exited %d after Ctrl-C through kubectl attach, want 0", c)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
+}
+
+// syncBuffer is a strings.Builder that a command writes to while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // childNamed is a child of pid whose command is name, or 0.
@@ -394,7 +422,7 @@ func childNamed(pid int, name string) int {
 func (n *node) stdinLease(prof profile) {
 	pod := n.podName("lease")
 	n.createPod(podSpec(pod, ticker, "", ""))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	custom := filepath.Join(n.t.TempDir(), "stdin-once.yaml")
 	if err := os.WriteFile(custom, []byte("stdinOnce: true\n"), 0o644); err != nil {
 		n.t.Fatal(err)
@@ -412,29 +440,19 @@ func (n *node) stdinLease(prof profile) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
-	frozen := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"event":"frozen"`) {
-				frozen <- sc.Text()
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l := <-frozen:
-		n.t.Logf("kubectl debug -i: %s", l)
-	case <-time.After(agentWait):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		n.t.Fatalf("no frozen event from kubectl debug -i within %v; stderr: %s", agentWait, stderr.String())
-	}
+	// What the agent prints before kubectl attaches is not replayed: the
+	// agent's log has it.
+	n.agentLine(pod, `{"event":"frozen"`)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	n.waitFor("kubectl debug -i attached", agentWait, func() (bool, error) {
+		return strings.Contains(stderr.String(), "If you don't see a command prompt"), fmt.Errorf("stderr: %q", stderr.String())
+	})
+	time.Sleep(attachSettle)
 	n.requireHostFrozen(id, true)
 	n.t.Logf("pod spec's ephemeral container has stdinOnce: %s", n.must("get", "pod", pod, "-o", "jsonpath={.spec.ephemeralContainers[0].stdinOnce}"))
 	_ = cmd.Process.Kill()
@@ -450,7 +468,7 @@ func (n *node) stdinLease(prof profile) {
 		n.t.Errorf("thawed event %s: want reason stdin", e.raw)
 	}
 	n.requireHostFrozen(id, false)
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
 
 // livenessRestart: an httpGet liveness probe fails while the app is frozen;
@@ -467,7 +485,7 @@ func (n *node) livenessRestart(prof profile) {
       timeoutSeconds: 1
       failureThreshold: 2`
 	n.createPod(podSpec(pod, script, "  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 5", probe))
-	id := n.containerID(pod, "app")
+	id := n.containerID(pod)
 	time.Sleep(3 * time.Second) // the probe passes first
 	p, err := n.pod(pod)
 	if err != nil {
@@ -497,7 +515,7 @@ func (n *node) livenessRestart(prof profile) {
 	if newID == id {
 		n.t.Fatalf("the restarted app has the old container ID %s", id)
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 	n.requireHostFrozen(newID, false)
 	code := n.agentExit(pod, "freeze-1", 30*time.Second)
 	out, _ := n.kubectl("logs", pod, "-c", "freeze-1")

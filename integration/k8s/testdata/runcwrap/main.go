@@ -1,6 +1,6 @@
 // Command runcwrap is the runc that containerd runs on the test cluster's
-// emulated cgroup v2 node: it removes linux.resources from the bundle's
-// config.json before `create`/`run`, and turns `update` into a no-op, then
+// emulated cgroup v2 node: it removes linux.resources (except the device
+// rules) from the bundle's config.json before `create`/`run`, and turns `update` into a no-op, then
 // runs the real runc (set with -ldflags "-X main.runc=PATH"). The host binds
 // every controller to cgroup v1, so the cgroup2 hierarchy has none of the
 // controllers the limits need; freezing needs none of them.
@@ -65,7 +65,16 @@ func dropResources(file string) error {
 	if linux == nil {
 		return nil
 	}
-	delete(linux, "resources")
+	// Device rules are kept: on cgroup2 runc enforces them with an eBPF
+	// program, which needs no controller (and a privileged container
+	// without its allow-all rule cannot even open /dev/null).
+	if res, ok := linux["resources"].(map[string]any); ok {
+		for k := range res {
+			if k != "devices" {
+				delete(res, k)
+			}
+		}
+	}
 	out, err := json.Marshal(spec)
 	if err != nil {
 		return err
