@@ -114,15 +114,15 @@ func (n *node) pluginLostNetwork(plugin string) {
 	defer bh.close()
 	r := n.startPlugin(plugin, "deployment/"+name, "--server=https://"+bh.ln.Addr().String())
 	r.waitFrozen(pods)
-	n.requireStopped(pods[0], "app")
-	tick, err := n.lastTick(pods[0], "app")
+	n.requireStopped(pods[0])
+	tick, err := n.lastTick(pods[0])
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	cut := time.Now()
 	bh.cutNow()
 	n.waitFor(pods[0]+" printing again after the network was cut", heartbeatThawWait, func() (bool, error) {
-		t, err := n.lastTick(pods[0], "app")
+		t, err := n.lastTick(pods[0])
 		return err == nil && t > tick, err
 	})
 	took := time.Since(cut)

@@ -249,7 +249,7 @@ func (n *node) pluginDeployment(plugin string) {
 		if e.Pod.Namespace != "default" || e.Pod.Container != "app" || e.Pod.Node == "" || !strings.HasPrefix(e.Pod.Agent, "cgfreeze-") {
 			n.t.Errorf("frozen event of %s: pod object %+v", p, e.Pod)
 		}
-		n.requireStopped(p, "app")
+		n.requireStopped(p)
 	}
 	stop := time.Now()
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
@@ -268,7 +268,7 @@ func (n *node) pluginDeployment(plugin string) {
 	}
 	n.t.Logf("SIGTERM: every replica thawed and the plugin ended in %v", time.Since(stop).Round(time.Millisecond))
 	for _, p := range pods {
-		n.requireRunningApp(p, "app")
+		n.requireRunningApp(p)
 	}
 
 	// status is read-only and reads the agents' logs.
@@ -302,10 +302,10 @@ func (n *node) pluginKilled(plugin string) {
 	pods := n.createWorker(name, 3)
 	r := n.startPlugin(plugin, "deployment/"+name)
 	r.waitFrozen(pods)
-	n.requireStopped(pods[0], "app")
+	n.requireStopped(pods[0])
 	ticks := map[string]int{}
 	for _, p := range pods {
-		t, err := n.lastTick(p, "app")
+		t, err := n.lastTick(p)
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -315,7 +315,7 @@ func (n *node) pluginKilled(plugin string) {
 	_ = r.cmd.Process.Kill()
 	for _, p := range pods {
 		n.waitFor(p+" printing again after the plugin's SIGKILL", selfThawWait, func() (bool, error) {
-			t, err := n.lastTick(p, "app")
+			t, err := n.lastTick(p)
 			return err == nil && t > ticks[p], err
 		})
 		n.t.Logf("%s thawed by itself %v after the plugin's SIGKILL (log polled every 0.2 s)", p, time.Since(killed).Round(100*time.Millisecond))
@@ -340,14 +340,14 @@ func (n *node) pluginRefusal(plugin string) {
 		n.t.Errorf("stderr does not give %s's refusal (exit 8):\n%s", pods[0], stderr)
 	}
 	for _, p := range pods[1:] {
-		n.requireRunningApp(p, "app")
+		n.requireRunningApp(p)
 	}
-	n.requireStopped(pods[0], "app") // still the first plugin's
+	n.requireStopped(pods[0]) // still the first plugin's
 	_ = first.cmd.Process.Signal(syscall.SIGTERM)
 	if code, _ := first.wait(pluginExitWait); code != 0 {
 		n.t.Errorf("the first plugin exited %d, want 0\nstderr:\n%s", code, first.stderrText())
 	}
-	n.requireRunningApp(pods[0], "app")
+	n.requireRunningApp(pods[0])
 }
 
 // pluginSharedPID: a pod that shares its PID namespace (PID 1 is the
@@ -358,10 +358,10 @@ func (n *node) pluginSharedPID(plugin string) {
 	n.createPod(podSpec(pod, ticker, "  shareProcessNamespace: true", ""))
 	r := n.startPlugin(plugin, pod)
 	r.waitFrozen([]string{pod})
-	n.requireStopped(pod, "app")
+	n.requireStopped(pod)
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	if code, _ := r.wait(pluginExitWait); code != 0 {
 		n.t.Errorf("the plugin exited %d, want 0\nstderr:\n%s", code, r.stderrText())
 	}
-	n.requireRunningApp(pod, "app")
+	n.requireRunningApp(pod)
 }
