@@ -134,8 +134,11 @@ func (n *node) agentLine(pod, prefix string) string {
 	var line string
 	n.waitFor(fmt.Sprintf("%q in the log of %s/%s", prefix, pod, name), agentWait, func() (bool, error) {
 		out, err := n.kubectl("logs", pod, "-c", name)
-		for _, l := range strings.Split(out, "\n") {
-			// On a TTY the Ctrl-C is echoed as "^C" before the next line.
+		// On a TTY the terminal view repaints its status line in place
+		// ("\r", erase to the end of the line: ESC [K) and the Ctrl-C is
+		// echoed as "^C": an event line is what follows the last of them.
+		for _, l := range strings.FieldsFunc(out, func(r rune) bool { return r == '\n' || r == '\r' }) {
+			l = strings.TrimPrefix(strings.TrimSpace(l), "\x1b[K")
 			if l = strings.TrimPrefix(strings.TrimSpace(l), "^C"); strings.HasPrefix(l, prefix) {
 				line = l
 				return true, nil
