@@ -493,14 +493,19 @@ func (n *node) hostCgroup(id string) string {
 
 // hostFrozen says whether the kernel has the container's processes frozen:
 // freezer.state on v1; on v2 the cgroup's own cgroup.events (direct) or
-// its cgfreeze child's (subtree).
+// its cgfreeze-<random> child's (subtree).
 func (n *node) hostFrozen(id string) (bool, string) {
 	cg := n.hostCgroup(id)
 	if n.mode == "v1" {
 		b, err := os.ReadFile(filepath.Join(cg, "freezer.state"))
 		return err == nil && strings.TrimSpace(string(b)) == "FROZEN", cg + "/freezer.state: " + strings.TrimSpace(string(b))
 	}
-	for _, dir := range []string{cg, filepath.Join(cg, "cgfreeze")} {
+	// The subtree strategy's child is cgfreeze-<random> (docs/design.md, ownership).
+	dirs := []string{cg}
+	if children, err := filepath.Glob(filepath.Join(cg, "cgfreeze-*")); err == nil {
+		dirs = append(dirs, children...)
+	}
+	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
 		if err == nil && strings.Contains(string(b), "frozen 1") {
 			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
@@ -526,7 +531,7 @@ func (n *node) requireNoChild() {
 	n.t.Helper()
 	for _, root := range []string{"/sys/fs/cgroup/freezer/kubepods", filepath.Join(n.cg2Mount, "kubepods"), filepath.Join(n.cg2Mount, "k8s.io")} {
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() && d.Name() == "cgfreeze" {
+			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "cgfreeze-") {
 				n.t.Errorf("a cgfreeze child cgroup is left: %s", p)
 			}
 			return nil
