@@ -334,12 +334,11 @@ func (n *node) createPod(manifest string) {
 	n.waitRunning(meta.Name)
 }
 
-func (n *node) waitRunning(name string) podStatus {
+func (n *node) waitRunning(name string) {
 	n.t.Helper()
-	var p podStatus
 	n.waitFor("pod "+name+" running", podReadyWait, func() (bool, error) {
-		var err error
-		if p, err = n.pod(name); err != nil {
+		p, err := n.pod(name)
+		if err != nil {
 			return false, err
 		}
 		if p.Status.Phase != "Running" || len(p.Status.ContainerStatuses) == 0 {
@@ -352,7 +351,6 @@ func (n *node) waitRunning(name string) podStatus {
 		}
 		return true, nil
 	})
-	return p
 }
 
 // containerID is the runtime's ID of the pod's app container (without
