@@ -7,35 +7,38 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cgfreeze/cgfreeze/freezer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// container is a runc container of n processes: busybox sh, PID 1 of its
-// PID namespace, starts n-1 `busybox sleep` children and then becomes a
-// `busybox sleep` itself.
+// container is a runc (or crun) container of n processes: busybox sh, PID
+// 1 of its PID namespace, starts n-1 `busybox sleep` children and then
+// becomes a `busybox sleep` itself.
 type container struct {
 	b       *bench
-	name    string // runc's container ID
+	runtime string // runc or crun
+	name    string // the runtime's container ID
 	n       int
 	version int    // 1: v1 (runc's cgroupfs driver on this hybrid host); 2: cgroup2
-	cgPath  string // /<run id>/c<n>, in every hierarchy runc uses
+	cgPath  string // /<run id>/c<n> (crun's: k<n>), in every hierarchy the runtime uses
 	dir     string // its cgroup directory: in the v1 freezer hierarchy, or cgroup2
 	pid     int    // PID 1 of the container, as the host sees it
 	started bool
 }
 
-func (b *bench) newContainer(version, n int) *container {
-	ct := &container{b: b, n: n, version: version}
+func (b *bench) newContainer(runtime string, version, n int) *container {
+	ct := &container{b: b, runtime: runtime, n: n, version: version}
 	ct.name = fmt.Sprintf("%s-v%d-%d", b.id, version, n)
 	ct.cgPath = fmt.Sprintf("/%s/c%d", b.id, n)
+	if runtime == "crun" {
+		ct.name += "-crun"
+		ct.cgPath = fmt.Sprintf("/%s/k%d", b.id, n)
+	}
 	if version == 1 {
 		ct.dir = filepath.Join(b.h.freezer, ct.cgPath)
 	} else {
@@ -51,11 +54,17 @@ func (ct *container) String() string { return ct.name }
 // on v2 (as every runtime on a cgroup2 host makes one), which makes the
 // container's cgroup the root of its cgroup namespace: the `kubectl debug
 // --target` layout that needs the subtree strategy under nsdelegate.
-func ociSpec(rootfs, cgPath string, n int, cgroupns bool) *specs.Spec {
+// Without devices, the spec has no device rules: crun 1.8 on cgroup2 loads
+// them as an eBPF program, which this machine refuses it.
+func ociSpec(rootfs, cgPath string, n int, cgroupns, devices bool) *specs.Spec {
 	script := fmt.Sprintf(`i=1; while [ $i -lt %d ]; do /bin/busybox sleep 1000000 & i=$((i+1)); done; exec /bin/busybox sleep 1000000`, n)
 	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}}
 	if cgroupns {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	var res *specs.LinuxResources
+	if devices {
+		res = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
 	}
 	return &specs.Spec{
 		Version: "1.0.2",
@@ -75,7 +84,7 @@ func ociSpec(rootfs, cgPath string, n int, cgroupns bool) *specs.Spec {
 		Linux: &specs.Linux{
 			CgroupsPath: cgPath,
 			Namespaces:  ns,
-			Resources:   &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
+			Resources:   res,
 		},
 	}
 }
@@ -87,7 +96,7 @@ func (ct *container) start(ctx context.Context) error {
 	if err := os.Mkdir(bundle, 0o755); err != nil {
 		return err
 	}
-	cfg, err := json.MarshalIndent(ociSpec(b.rootfs, ct.cgPath, ct.n, ct.version == 2), "", "  ")
+	cfg, err := json.MarshalIndent(ociSpec(b.rootfs, ct.cgPath, ct.n, ct.version == 2, ct.runtime == "runc" || ct.version == 1), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -96,7 +105,7 @@ func (ct *container) start(ctx context.Context) error {
 	}
 	pidFile := filepath.Join(bundle, "pid")
 	ct.started = true
-	if _, err := b.runc(ctx, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, ct.name); err != nil {
+	if _, err := ct.rt(ctx, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, ct.name); err != nil {
 		return err
 	}
 	s, err := readFile(pidFile)
@@ -259,7 +268,7 @@ func (ct *container) destroy() error {
 	defer cancel()
 	// Thaw first: frozen v1 tasks cannot die. Only this container's tree.
 	errs := []error{thawTree(ct.dir)}
-	if _, err := ct.b.runc(ctx, "delete", "--force", ct.name); err != nil {
+	if _, err := ct.rt(ctx, "delete", "--force", ct.name); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, killTree(ctx, ct.dir))
@@ -277,25 +286,15 @@ func (ct *container) destroy() error {
 	return errors.Join(errs...)
 }
 
+// rt runs the container's runtime.
+func (ct *container) rt(ctx context.Context, args ...string) (time.Duration, error) {
+	if ct.runtime == "crun" {
+		return ct.b.crun(ctx, ct.version, args...)
+	}
+	return ct.b.runc(ctx, args...)
+}
+
 // runc runs runc with the run's state directory and returns its wall time.
 func (b *bench) runc(ctx context.Context, args ...string) (time.Duration, error) {
-	cmd := exec.CommandContext(ctx, b.runcPath, append([]string{"--root", b.runcRoot}, args...)...)
-	// A file, not a pipe: `runc run --detach` hands its stdio to the
-	// container, which would hold a pipe open for its whole life.
-	out, err := os.CreateTemp(b.dir, "runc-output-*")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = os.Remove(out.Name()) }()
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	start := time.Now()
-	err = cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		msg, _ := os.ReadFile(out.Name())
-		return d, fmt.Errorf("runc %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(msg))
-	}
-	return d, nil
+	return timedRun(ctx, b.dir, append([]string{b.runcPath, "--root", b.runcRoot}, args...))
 }

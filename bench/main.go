@@ -55,6 +55,7 @@ type options struct {
 	src      string
 	bin      string
 	warmup   int
+	runs     int
 }
 
 func parseOptions(args []string) (options, error) {
@@ -63,6 +64,7 @@ func parseOptions(args []string) (options, error) {
 	sizes := fs.String("sizes", "1,100,1000,5000", "process counts of the target containers")
 	fs.IntVar(&o.reps, "reps", 15, "measured repetitions of each method on each target")
 	fs.IntVar(&o.warmup, "warmup", 2, "unmeasured repetitions first")
+	fs.IntVar(&o.runs, "runs", 1, "whole runs (every size and version, containers anew): the report takes the median of the runs' medians and their spread")
 	fs.DurationVar(&o.hold, "hold", 60*time.Second, "how long the holder's CPU time is measured while it holds a freeze")
 	fs.IntVar(&o.holdSize, "hold-size", 1000, "the target size on which the hold is measured")
 	fs.StringVar(&o.out, "out", "", "the Markdown report to write (its generated part); empty: print the report")
@@ -84,8 +86,8 @@ func parseOptions(args []string) (options, error) {
 	}
 	slices.Sort(o.sizes)
 	o.sizes = slices.Compact(o.sizes)
-	if o.reps < 1 || o.warmup < 0 || o.hold < 0 {
-		return o, errors.New("-reps must be positive, -warmup and -hold not negative")
+	if o.reps < 1 || o.runs < 1 || o.warmup < 0 || o.hold < 0 {
+		return o, errors.New("-reps and -runs must be positive, -warmup and -hold not negative")
 	}
 	if o.svg == "" && o.out != "" {
 		o.svg = filepath.Join(filepath.Dir(o.out), "performance.svg")
@@ -103,6 +105,9 @@ func parseOptions(args []string) (options, error) {
 }
 
 func main() {
+	if dir := os.Getenv(spawnerEnv); dir != "" {
+		os.Exit(spawnerMain(dir))
+	}
 	o, err := parseOptions(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -130,9 +135,9 @@ func outer() int {
 		logf("run me as root: I create cgroups, runc containers and namespaces")
 		return 1
 	}
-	for _, tool := range []string{"runc", "nsenter", "unshare", "mount"} {
+	for _, tool := range []string{"runc", "crun", "gcc", "nsenter", "unshare", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			logf("%s is missing: apt-get install runc util-linux mount", tool)
+			logf("%s is missing: apt-get install runc crun gcc libc6-dev util-linux mount", tool)
 			return 1
 		}
 	}

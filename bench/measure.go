@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,13 @@ type sample struct {
 	freezeEv, thawEv float64
 	// loop is, for the subtree limit, the bare migration loop alone.
 	loop time.Duration
+	// confirm is, for crun, the time from its exit until the kernel said
+	// frozen (0: at once); unconfirmed says it had not yet; thawConfirm is
+	// the same for the thaw.
+	confirm, thawConfirm time.Duration
+	unconfirmed          bool
+	// run is the whole run (-runs) the sample is from.
+	run int
 	// hwm is the larger peak RSS (VmHWM, KiB) of cgfreeze's two processes,
 	// read while it holds. (wait4's ru_maxrss would not do: the kernel
 	// folds the parent's high-water mark into a child's at exec, and Go
@@ -625,62 +633,109 @@ func readAllAt(f *os.File, buf []byte) ([]byte, error) {
 	}
 }
 
-// holdStat is what a freeze costs while it holds: the holder (`cgfreeze
-// __hold`, which froze the target) and the supervisor (the process that was
-// started, the holder's parent and watchdog).
+// holdStat is what a freeze costs while it holds: every process of
+// cgfreeze's (the one started and its descendants: today the supervisor and
+// its child `cgfreeze __hold`, the holder), each and together.
 type holdStat struct {
-	dur                         time.Duration
-	cpuHolder, cpuSupervisor    time.Duration
-	swHolder, swSupervisor      int64 // context switches: each is a wake-up
-	hwmHolder, hwmSupervisor    int64 // VmHWM, KiB
-	threadsHolder, threadsSuper int
+	dur   time.Duration
+	procs []procStat
+}
+
+type procStat struct {
+	what     string // its command line, argv[1:] (the started one: "cgfreeze")
+	cpu      time.Duration
+	switches int64 // context switches: each is a wake-up
+	threads  int
+	pss, hwm int64 // KiB: Pss of smaps_rollup, VmHWM
+}
+
+func (st holdStat) total() (p procStat) {
+	for _, x := range st.procs {
+		p.cpu += x.cpu
+		p.switches += x.switches
+		p.threads += x.threads
+		p.pss += x.pss
+		p.hwm = max(p.hwm, x.hwm)
+	}
+	return p
+}
+
+// descendants lists pid and every process below it, parents first.
+func descendants(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children(out[i])...)
+	}
+	return out
 }
 
 // hold measures one freeze held for b.o.hold: the CPU time and wake-ups of
-// every thread of the holder and of the supervisor over that time (from
-// /proc/PID/task/*/schedstat, nanoseconds), and their peak RSS.
+// every thread of every cgfreeze process over that time (from
+// /proc/PID/task/*/schedstat, nanoseconds), their proportional set size
+// (Pss in /proc/PID/smaps_rollup: the pages of the binary that both share
+// count once, split between them, where RSS counts them in each) and peak
+// RSS.
 func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat, error) {
 	var st holdStat
-	during := func(super int) error {
+	during := func(started int) error {
 		// Let the start settle before the window.
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return err
 		}
-		kids := children(super)
-		if len(kids) != 1 {
-			return fmt.Errorf("cgfreeze (PID %d) has children %v, want its holder", super, kids)
-		}
-		holder := kids[0]
-		h0, err := taskStats(holder)
-		if err != nil {
-			return err
-		}
-		s0, err := taskStats(super)
-		if err != nil {
-			return err
+		pids := descendants(started)
+		before := make([]taskStat, len(pids))
+		for i, p := range pids {
+			var err error
+			if before[i], err = taskStats(p); err != nil {
+				return err
+			}
 		}
 		t0 := time.Now()
 		if err := sleepCtx(ctx, b.o.hold); err != nil {
 			return err
 		}
-		h1, err := taskStats(holder)
-		if err != nil {
-			return err
-		}
-		s1, err := taskStats(super)
-		if err != nil {
-			return err
-		}
 		st.dur = time.Since(t0)
-		st.cpuHolder, st.cpuSupervisor = h1.cpu-h0.cpu, s1.cpu-s0.cpu
-		st.swHolder, st.swSupervisor = h1.switches-h0.switches, s1.switches-s0.switches
-		st.threadsHolder, st.threadsSuper = h1.threads, s1.threads
-		st.hwmHolder, _ = statusKB(holder, "VmHWM")
-		st.hwmSupervisor, _ = statusKB(super, "VmHWM")
+		if now := descendants(started); !slices.Equal(now, pids) {
+			return fmt.Errorf("cgfreeze's processes changed during the hold: %v, then %v", pids, now)
+		}
+		for i, p := range pids {
+			after, err := taskStats(p)
+			if err != nil {
+				return err
+			}
+			ps := procStat{cpu: after.cpu - before[i].cpu, switches: after.switches - before[i].switches, threads: after.threads}
+			ps.hwm, _ = statusKB(p, "VmHWM")
+			if ps.pss, err = pssKB(p); err != nil {
+				return err
+			}
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+			ps.what = strings.Join(append([]string{"cgfreeze"}, args[min(1, len(args)):]...), " ")
+			if i == 0 {
+				ps.what = "cgfreeze (started)"
+			} else if len(args) > 1 && strings.HasPrefix(args[1], "__") {
+				ps.what = "cgfreeze " + args[1]
+			}
+			st.procs = append(st.procs, ps)
+		}
 		return nil
 	}
 	_, err := b.cgfreeze(ctx, ct, subtree, during)
 	return st, err
+}
+
+// pssKB reads the Pss line of /proc/PID/smaps_rollup, in KiB.
+func pssKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/smaps_rollup has no Pss", pid)
 }
 
 type taskStat struct {

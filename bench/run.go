@@ -27,6 +27,12 @@ type bench struct {
 	dir        string // the run's temporary directory
 	runcRoot   string
 	runcPath   string
+	crunRoot   string // crun's state directory (crun --root)
+	spawner    *spawner
+	goTool     string
+	floorC     string // the floors' binaries
+	floorGo    string
+	run        int // the whole run (-runs) under way, from 0
 	rootfs     string
 	bin        string            // the cgfreeze binary measured
 	tools      map[string]string // nsenter, unshare, mount: util-linux's, by absolute path
@@ -37,7 +43,7 @@ type bench struct {
 
 // method is one way to freeze and thaw a container.
 type method struct {
-	row, name string // row: v1, direct, subtree; name: cgfreeze, runc, limit
+	row, name string // row: v1, direct, subtree; name: cgfreeze, runc, crun, limit, the floors
 	rows      []string
 	run       func(ctx context.Context, ct *container) (sample, error)
 }
@@ -59,7 +65,7 @@ func inner(o options, id string) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(b.dir) }()
-	err = b.run(ctx)
+	err = b.runAll(ctx)
 	cctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if cerr := removeRunCgroups(cctx, h, id); cerr != nil {
@@ -77,9 +83,9 @@ func inner(o options, id string) int {
 	return 0
 }
 
-func (b *bench) run(ctx context.Context) error {
+func (b *bench) runAll(ctx context.Context) (err error) {
 	b.tools = map[string]string{}
-	for _, t := range []string{"nsenter", "unshare", "mount", "umount", "runc"} {
+	for _, t := range []string{"nsenter", "unshare", "mount", "umount", "runc", "crun"} {
 		p, err := exec.LookPath(t)
 		if err == nil {
 			p, err = filepath.Abs(p)
@@ -91,28 +97,51 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	b.runcPath = b.tools["runc"]
 	b.runcRoot = filepath.Join(b.dir, "runc")
+	b.crunRoot = filepath.Join(b.dir, "crun")
+	b.res.machine = describeMachine()
 	if err := b.prepare(ctx); err != nil {
 		return err
 	}
-	m := describeMachine()
-	b.res.machine = m
-	b.res.start = time.Now()
-	cpu0 := readCPUTimes()
-
-	if err := b.baselines(ctx); err != nil {
+	if err := b.buildFloors(ctx); err != nil {
 		return err
 	}
 	if b.h.freezer != "" {
-		for _, n := range b.o.sizes {
-			if err := b.scenario(ctx, 1, n); err != nil {
-				return err
-			}
+		sp, err := b.startSpawner()
+		if err != nil {
+			return err
 		}
-	} else {
-		logf("no v1 freezer hierarchy: the v1 scenario is skipped")
+		b.spawner = sp
+		defer func() {
+			if serr := sp.stop(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}()
 	}
-	if err := b.v2(ctx); err != nil {
-		return err
+	b.res.start = time.Now()
+	cpu0 := readCPUTimes()
+
+	// Every run is whole: baselines, then every size on v1, then on v2,
+	// each container started anew. Rounds are compared only within a run
+	// (interleaved); the report takes the median of the runs' medians.
+	for b.run = 0; b.run < b.o.runs; b.run++ {
+		if b.o.runs > 1 {
+			logf("run %d of %d", b.run+1, b.o.runs)
+		}
+		if err := b.baselines(ctx); err != nil {
+			return err
+		}
+		if b.h.freezer != "" {
+			for _, n := range b.o.sizes {
+				if err := b.scenario(ctx, 1, n); err != nil {
+					return err
+				}
+			}
+		} else if b.run == 0 {
+			logf("no v1 freezer hierarchy: the v1 scenario is skipped")
+		}
+		if err := b.v2(ctx); err != nil {
+			return err
+		}
 	}
 
 	b.res.end = time.Now()
@@ -124,6 +153,10 @@ func (b *bench) run(ctx context.Context) error {
 // prepare builds cgfreeze (or takes -bin) and the containers' root
 // filesystem: busybox alone.
 func (b *bench) prepare(ctx context.Context) error {
+	b.goTool = "/usr/local/go/bin/go"
+	if p, err := exec.LookPath("go"); err == nil {
+		b.goTool = p
+	}
 	if b.o.bin != "" {
 		b.bin = b.o.bin
 		fi, err := os.Stat(b.bin)
@@ -132,14 +165,10 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 		b.res.binSize = fi.Size()
 	} else {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = "/usr/local/go/bin/go"
-		}
 		build := func(out string, extra ...string) (int64, error) {
 			args := append([]string{"build"}, extra...)
 			args = append(args, "-o", out, ".")
-			cmd := exec.CommandContext(ctx, goTool, args...)
+			cmd := exec.CommandContext(ctx, b.goTool, args...)
 			cmd.Dir = b.o.src
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if msg, err := cmd.CombinedOutput(); err != nil {
@@ -152,6 +181,7 @@ func (b *bench) prepare(ctx context.Context) error {
 			return fi.Size(), nil
 		}
 		b.bin = filepath.Join(b.dir, "cgfreeze")
+		var err error
 		if b.res.binSize, err = build(b.bin); err != nil {
 			return err
 		}
@@ -217,7 +247,7 @@ func gitDescribe(dir string) string {
 // baselines times a whole process that does nothing much: what starting
 // cgfreeze or runc costs at all.
 func (b *bench) baselines(ctx context.Context) error {
-	for _, argv := range [][]string{{b.bin, "version"}, {b.runcPath, "--version"}} {
+	for _, argv := range [][]string{{b.bin, "version"}, {b.runcPath, "--version"}, {b.tools["crun"], "--version"}} {
 		var ds []time.Duration
 		for i := 0; i < b.o.reps+b.o.warmup; i++ {
 			d, err := startTime(ctx, argv...)
@@ -228,7 +258,7 @@ func (b *bench) baselines(ctx context.Context) error {
 				ds = append(ds, d)
 			}
 		}
-		b.res.baseline = append(b.res.baseline, baseline{filepath.Base(argv[0]) + " " + argv[1], median(ds)})
+		b.res.baseline = append(b.res.baseline, baseline{filepath.Base(argv[0]) + " " + argv[1], b.run, median(ds)})
 	}
 	return nil
 }
@@ -288,25 +318,37 @@ func (b *bench) v2(ctx context.Context) (err error) {
 	return nil
 }
 
-// scenario starts a container of n processes and measures every method on
-// it, in turns (the order rotates every round), then the hold.
+// scenario starts a runc and a crun container of n processes and measures
+// every method on them, in turns (the order rotates every round), then, in
+// the first run, the hold. crun pauses its own container; every other
+// method freezes the runc one.
 func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
-	ct := b.newContainer(version, n)
+	ct := b.newContainer("runc", version, n)
+	kc := b.newContainer("crun", version, n)
 	defer func() {
-		if derr := ct.destroy(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("remove %s: %w", ct, derr))
+		for _, c := range []*container{kc, ct} {
+			if derr := c.destroy(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("remove %s: %w", c, derr))
+			}
 		}
 	}()
-	t := time.Now()
-	if err := ct.start(ctx); err != nil {
-		return err
+	for _, c := range []*container{ct, kc} {
+		t := time.Now()
+		if err := c.start(ctx); err != nil {
+			return err
+		}
+		logf("%s: %d processes started in %v", c, n, time.Since(t).Round(time.Millisecond))
 	}
-	logf("%s: %d processes started in %v", ct, n, time.Since(t).Round(time.Millisecond))
+	crun := func(ctx context.Context, _ *container) (sample, error) { return b.crunPauseResume(ctx, kc) }
+	floor := func(name string) func(context.Context, *container) (sample, error) {
+		return func(ctx context.Context, ct *container) (sample, error) { return b.floor(ctx, ct, name) }
+	}
 	var methods []method
 	if version == 1 {
 		methods = []method{
 			{row: "v1", name: "cgfreeze", run: func(ctx context.Context, ct *container) (sample, error) { return b.cgfreeze(ctx, ct, false, nil) }},
 			{row: "v1", name: "runc", run: b.runcPauseResume},
+			{row: "v1", name: "crun", run: crun},
 			{row: "v1", name: "limit", run: b.limitV1},
 		}
 	} else {
@@ -318,12 +360,16 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 			{row: "subtree-pid1", name: "cgfreeze", run: func(ctx context.Context, ct *container) (sample, error) {
 				return b.cgfreeze(ctx, ct, true, nil, "--pid", "1")
 			}},
-			// runc pause freezes the container's cgroup from the host on
-			// either layout: the peer of both rows.
+			// runc pause and crun pause freeze the container's cgroup
+			// from the host on either layout: the peers of every row.
 			{row: "direct", name: "runc", rows: []string{"direct", "subtree", "subtree-pid1"}, run: b.runcPauseResume},
+			{row: "direct", name: "crun", rows: []string{"direct", "subtree", "subtree-pid1"}, run: crun},
 			{row: "direct", name: "limit", run: b.limitDirect},
 			{row: "subtree", name: "limit", rows: []string{"subtree", "subtree-pid1"}, run: b.limitSubtree},
 		}
+	}
+	for _, f := range floors {
+		methods = append(methods, method{row: methods[0].row, name: f.name, run: floor(f.name)})
 	}
 	for round := -b.o.warmup; round < b.o.reps; round++ {
 		for i := range methods {
@@ -332,6 +378,7 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 			if err != nil {
 				return fmt.Errorf("%s %s, %d processes: %w", m.row, m.name, n, err)
 			}
+			s.run = b.run
 			if round >= 0 {
 				rows := m.rows
 				if rows == nil {
@@ -352,12 +399,18 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 		if m.name != "cgfreeze" {
 			continue
 		}
-		s := b.res.get(m.row, n, "cgfreeze")
-		logf("%s, %d processes: cgfreeze freeze %v thaw %v; runc pause %v resume %v; limit %v / %v", m.row, n,
-			ms(median(s.freeze())), ms(median(s.thaw())), ms(median(b.res.get(m.row, n, "runc").freeze())), ms(median(b.res.get(m.row, n, "runc").thaw())),
-			ms(median(b.res.get(m.row, n, "limit").freeze())), ms(median(b.res.get(m.row, n, "limit").thaw())))
+		med := func(method string, thaw bool) string {
+			s := b.res.get(m.row, n, method).ofRun(b.run)
+			if thaw {
+				return ms(median(s.thaw()))
+			}
+			return ms(median(s.freeze()))
+		}
+		logf("%s, %d processes: cgfreeze freeze %s thaw %s; crun pause %s resume %s; runc pause %s resume %s; go floor with watchdog %s; limit %s / %s", m.row, n,
+			med("cgfreeze", false), med("cgfreeze", true), med("crun", false), med("crun", true), med("runc", false), med("runc", true),
+			med("go-floor-wd", false), med("limit", false), med("limit", true))
 	}
-	if n == b.o.holdSize && b.o.hold > 0 {
+	if n == b.o.holdSize && b.o.hold > 0 && b.run == 0 {
 		for _, m := range methods {
 			if m.name != "cgfreeze" || m.row == "subtree-pid1" {
 				continue
@@ -375,9 +428,9 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 
 // machine is what the report says of the machine.
 type machine struct {
-	cpu, kernel, os, mem, goVersion, runc, busybox string
-	cores                                          int
-	loadStart                                      string
+	cpu, kernel, os, mem, goVersion, runc, crun, gcc, busybox string
+	cores                                                     int
+	loadStart                                                 string
 }
 
 func describeMachine() machine {
@@ -406,6 +459,9 @@ func describeMachine() machine {
 	}
 	if out, err := exec.Command("runc", "--version").Output(); err == nil {
 		m.runc = strings.Join(strings.Fields(strings.SplitN(string(out), "\n", 2)[0]), " ")
+	}
+	if out, err := exec.Command("crun", "--version").Output(); err == nil {
+		m.crun = strings.Join(strings.Fields(strings.SplitN(string(out), "\n", 2)[0]), " ")
 	}
 	if out, err := exec.Command(busybox).CombinedOutput(); err == nil || len(out) > 0 {
 		m.busybox = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])

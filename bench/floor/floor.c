@@ -1,0 +1,172 @@
+/*
+ * floor: the C floor of the bench (bench/floors.go builds it with the
+ * system's gcc, static, at bench time). It does only what a freeze cannot
+ * do without: read /proc/PID/cgroup once, open the freezer file, write it,
+ * confirm that the kernel says frozen; then it waits for SIGTERM and thaws
+ * the same way. With "watchdog" it forks a child before the write that
+ * thaws the cgroup if this process dies before its thaw: the child holds the
+ * read end of a pipe whose write end only this process holds, so the guard
+ * stands from the fork on (EOF at the parent's death, whenever the child
+ * reads), without waiting for the child.
+ *
+ * usage: floor v1|v2 MOUNTPOINT PID [watchdog]
+ *   v1: MOUNTPOINT is the freezer hierarchy's; v2: cgroup2's.
+ * stdout: "frozen" once frozen, "thawed" once thawed. Exit 0; 2 bad usage;
+ * 3 a cgroup file failed or the state did not come within 20 s.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { DEADLINE_S = 20 };
+
+static int v2;
+static int state_fd = -1;  /* v1 freezer.state (rw), v2 cgroup.freeze */
+static int events_fd = -1; /* v2 cgroup.events */
+
+static void die(const char *what, const char *path) {
+	fprintf(stderr, "floor: %s %s: %s\n", what, path, strerror(errno));
+	exit(3);
+}
+
+static int set_state(int frozen) {
+	const char *v = v2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+	return pwrite(state_fd, v, strlen(v), 0) < 0 ? -1 : 0;
+}
+
+/* is_state reads the kernel's state: 1 when it is want. */
+static int is_state(int want) {
+	char buf[256];
+	ssize_t n = pread(v2 ? events_fd : state_fd, buf, sizeof buf - 1, 0);
+	if (n < 0)
+		die("read", "state");
+	buf[n] = 0;
+	if (!v2)
+		return strncmp(buf, want ? "FROZEN" : "THAWED", 6) == 0;
+	char *p = strstr(buf, "frozen ");
+	return p && p[7] == (want ? '1' : '0');
+}
+
+static void wait_state(int want) {
+	time_t deadline = time(NULL) + DEADLINE_S;
+	while (!is_state(want)) {
+		if (time(NULL) > deadline) {
+			errno = ETIMEDOUT;
+			die("wait for", want ? "frozen" : "thawed");
+		}
+		if (v2) {
+			/* cgroup.events wakes poll(2) on a change. */
+			struct pollfd p = {.fd = events_fd, .events = POLLPRI};
+			poll(&p, 1, 100);
+		}
+		/* v1 has no notification: re-read, as the kernel's FREEZING
+		 * state is short. */
+	}
+}
+
+int main(int argc, char **argv) {
+	if (argc < 4 || argc > 5 || (strcmp(argv[1], "v1") && strcmp(argv[1], "v2")) ||
+	    (argc == 5 && strcmp(argv[4], "watchdog"))) {
+		fprintf(stderr, "usage: floor v1|v2 MOUNTPOINT PID [watchdog]\n");
+		return 2;
+	}
+	v2 = argv[1][1] == '2';
+	int watchdog = argc == 5;
+
+	char path[4096], buf[8192];
+	snprintf(path, sizeof path, "/proc/%s/cgroup", argv[3]);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open", path);
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	if (n < 0)
+		die("read", path);
+	buf[n] = 0;
+	close(fd);
+	/* "ID:CONTROLLERS:PATH" lines: v2's is "0::PATH", v1's lists freezer. */
+	char *cg = NULL;
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		char *c1 = strchr(line, ':');
+		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = 0;
+		int match = v2 ? strcmp(line, "0:") == 0 : strstr(c1 + 1, "freezer") != NULL;
+		if (match) {
+			cg = c2 + 1;
+			break;
+		}
+	}
+	if (!cg) {
+		fprintf(stderr, "floor: %s has no %s line\n", path, v2 ? "cgroup2" : "freezer");
+		return 3;
+	}
+	snprintf(path, sizeof path, "%s%s/%s", argv[2], cg, v2 ? "cgroup.freeze" : "freezer.state");
+	state_fd = open(path, (v2 ? O_WRONLY : O_RDWR) | O_CLOEXEC);
+	if (state_fd < 0)
+		die("open", path);
+	if (v2) {
+		snprintf(path, sizeof path, "%s%s/cgroup.events", argv[2], cg);
+		events_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (events_fd < 0)
+			die("open", path);
+	}
+
+	/* SIGTERM is taken with sigwait: blocked from here on. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	int guard[2] = {-1, -1};
+	pid_t child = -1;
+	if (watchdog) {
+		if (pipe(guard) < 0)
+			die("pipe", "");
+		child = fork();
+		if (child < 0)
+			die("fork", "");
+		if (child == 0) {
+			close(guard[1]);
+			char c;
+			ssize_t r;
+			do
+				r = read(guard[0], &c, 1);
+			while (r < 0 && errno == EINTR);
+			if (r == 1 && c == 'd')
+				_exit(0); /* the parent thawed */
+			set_state(0); /* the parent died: restore */
+			_exit(1);
+		}
+		close(guard[0]);
+	}
+
+	if (set_state(1) < 0)
+		die("write", "frozen");
+	wait_state(1);
+	if (write(1, "frozen\n", 7) != 7)
+		die("write", "stdout");
+
+	int sig;
+	sigwait(&set, &sig);
+	if (set_state(0) < 0)
+		die("write", "thawed");
+	wait_state(0);
+	if (watchdog) {
+		if (write(guard[1], "d", 1) != 1)
+			die("write", "guard");
+		waitpid(child, NULL, 0);
+	}
+	if (write(1, "thawed\n", 7) != 7)
+		die("write", "stdout");
+	return 0;
+}
