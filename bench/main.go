@@ -1,24 +1,32 @@
 // Command bench measures how long cgfreeze takes to freeze and thaw a runc
-// container of 1 to 5000 processes, against `runc pause` / `runc resume` on
-// the same container and against the kernel's own cost measured in-process,
-// on cgroup v1 (freezer.state) and on cgroup v2 (direct: cgroup.freeze;
-// subtree: PID migration into a frozen child, from an agent in the
-// container's PID namespace, as `kubectl debug --target` runs it). It also
-// measures the holder's peak RSS, its CPU time while holding, and the size of
-// the binary, and writes a report with a table and an SVG plot.
+// container of 1 to 5000 processes, against its anchors: `runc pause` /
+// `runc resume` on the same container, `crun pause` / `crun resume` on a
+// crun container of the same layout (crun can only pause its own), the
+// floors (a C and a Go program, built at bench time from bench/floor and
+// bench/floorgo, that do only read-open-write-confirm, with and without a
+// watchdog child) and the kernel's own cost measured in-process; on cgroup
+// v1 (freezer.state) and on cgroup v2 (direct: cgroup.freeze; subtree: PID
+// migration into a frozen child, from an agent in the container's PID
+// namespace, as `kubectl debug --target` runs it). It also measures the
+// proportional set size (PSS) and CPU time of all cgfreeze processes while
+// they hold a freeze, and the size of the binary, and writes a report with
+// tables, the goals of issue 10 and an SVG plot. Runs drift from one to the
+// next: it repeats the whole run (-runs) and reports the median of the
+// runs' medians with their spread, comparing methods only within a run.
 //
 // It is not part of the test suite. Run it as root, under the lock that the
 // integration suite takes (it switches cgroup2 options for the whole
 // machine for a while):
 //
-//	bash bench/run.sh                  # writes docs/performance.md and docs/performance.svg
-//	bash bench/run.sh -reps 5 -hold 5s # a quick look (prints the report, -out to write it)
+//	bash bench/run.sh        # 3 runs of 13 rounds: writes docs/performance.md and docs/performance.svg
+//	bash bench/run.sh -reps 5 -sizes 1,1000 -runs 1 -hold 5s  # a quick look (prints the report, -out to write it)
 //
-// Everything it creates is named cgfreeze-bench-*: the runc containers, their
-// cgroups, a temporary directory. It only ever freezes those cgroups. It
-// removes all of it at the end, on error and on Ctrl-C; if it is killed, the
-// outer process (the inner one runs in a private mount namespace) removes
-// what is left and restores the cgroup2 options.
+// Everything it creates is named cgfreeze-bench-*: the runc and crun
+// containers, their cgroups, a temporary directory (the builds, the
+// runtimes' state: runc --root and crun --root there). It only ever freezes
+// those cgroups. It removes all of it at the end, on error and on Ctrl-C; if
+// it is killed, the outer process (the inner one runs in a private mount
+// namespace) removes what is left and restores the cgroup2 options.
 package main
 
 import (
@@ -62,10 +70,10 @@ func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	sizes := fs.String("sizes", "1,100,1000,5000", "process counts of the target containers")
-	fs.IntVar(&o.reps, "reps", 15, "measured repetitions of each method on each target")
+	fs.IntVar(&o.reps, "reps", 13, "measured repetitions of each method on each target, in each run")
 	fs.IntVar(&o.warmup, "warmup", 2, "unmeasured repetitions first")
-	fs.IntVar(&o.runs, "runs", 1, "whole runs (every size and version, containers anew): the report takes the median of the runs' medians and their spread")
-	fs.DurationVar(&o.hold, "hold", 60*time.Second, "how long the holder's CPU time is measured while it holds a freeze")
+	fs.IntVar(&o.runs, "runs", 3, "whole runs (every size and version, containers anew): the report takes the median of the runs' medians and their spread")
+	fs.DurationVar(&o.hold, "hold", 60*time.Second, "how long cgfreeze's CPU time is measured while it holds a freeze (in the first run)")
 	fs.IntVar(&o.holdSize, "hold-size", 1000, "the target size on which the hold is measured")
 	fs.StringVar(&o.out, "out", "", "the Markdown report to write (its generated part); empty: print the report")
 	fs.StringVar(&o.svg, "svg", "", "the SVG plot to write (default: performance.svg next to -out)")
@@ -120,6 +128,11 @@ func main() {
 		os.Exit(inner(o, id))
 	}
 	os.Exit(outer())
+}
+
+func dirExists(dir string) bool {
+	_, err := os.Stat(dir)
+	return err == nil
 }
 
 func logf(format string, args ...any) {
@@ -223,6 +236,15 @@ wait:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := removeRunCgroups(ctx, h, id); err != nil {
+			logf("%v", err)
+		}
+		code = 1
+	}
+	// The run's directory: the runtimes' state, the builds. The inner
+	// process removes it, unless it was killed.
+	if dir := filepath.Join(os.TempDir(), id); dirExists(dir) {
+		logf("the inner process left %s: removing", dir)
+		if err := os.RemoveAll(dir); err != nil {
 			logf("%v", err)
 		}
 		code = 1

@@ -86,19 +86,27 @@ type pollfd struct {
 	events, revent int16
 }
 
+// spin is how long wait re-reads before it polls: the kernel sends at most
+// 100 notifications a second per cgroup file and defers later ones by a
+// timer, which delayed a poll's wake-up by 1 to 15 ms here where a re-read
+// said frozen within 0.1 ms.
+const spin = 2 * time.Millisecond
+
+// wait re-reads the state until it is want: at once and for the first
+// spin, then (v2) by ppoll(2) on cgroup.events with a 1 ms timeout. v1 has
+// no notification: re-read.
 func (c *cg) wait(want bool) {
-	end := time.Now().Add(deadline)
+	t0 := time.Now()
 	for !c.is(want) {
-		if time.Now().After(end) {
+		d := time.Since(t0)
+		if d > deadline {
 			die("the cgroup is not frozen=%v after %v", want, deadline)
 		}
-		if c.v2 {
-			// cgroup.events wakes poll(2) on a change: ppoll, 100 ms.
+		if c.v2 && d > spin {
 			p := pollfd{fd: int32(c.events), events: 0x2} // POLLPRI
-			ts := syscall.NsecToTimespec(int64(100 * time.Millisecond))
+			ts := syscall.NsecToTimespec(int64(time.Millisecond))
 			_, _, _ = syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&p)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 		}
-		// v1 has no notification: re-read.
 	}
 }
 
