@@ -282,6 +282,8 @@ func (ct *container) destroy() error {
 	for _, d := range dirs {
 		errs = append(errs, removeTree(ctx, d))
 	}
+	// The bundle: the next run starts a container of the same name.
+	errs = append(errs, os.RemoveAll(filepath.Join(ct.b.dir, ct.name)))
 	ct.started = false
 	return errors.Join(errs...)
 }

@@ -540,17 +540,22 @@ func verdict(ok bool) string {
 // perSize judges a ratio goal at every size: met when the median ratio is
 // at most limit at each.
 func (r *results) perSize(q func(n int) ratioAgg, limit float64) (bool, string) {
-	ok, seen, parts := true, false, []string{}
+	var parts, missed []string
 	for _, n := range r.o.sizes {
 		a := q(n)
 		if a.runs == 0 {
 			continue
 		}
-		seen = true
-		ok = ok && a.med <= limit
+		if a.med > limit {
+			missed = append(missed, fmt.Sprint(n))
+		}
 		parts = append(parts, fmt.Sprintf("%d: %s", n, a.cell()))
 	}
-	return ok && seen, strings.Join(parts, ", ")
+	d := strings.Join(parts, ", ")
+	if len(missed) > 0 && len(parts) > 0 {
+		d += fmt.Sprintf(" (above %.1f at %s processes)", limit, strings.Join(missed, ", "))
+	}
+	return len(parts) > 0 && len(missed) == 0, d
 }
 
 // goals checks the goals of issue 10 against the runs' ratios.
