@@ -39,6 +39,7 @@ func TestKubectlFreezeV1(t *testing.T) {
 	n.scenario("PluginLostNetwork", func(n *node) { n.pluginLostNetwork(plugin) })
 	n.scenario("PluginStatusThaw", func(n *node) { n.pluginStatusThaw(plugin) })
 	n.scenario("PluginDropConnections", func(n *node) { n.pluginDropConnections(plugin) })
+	n.scenario("PluginTwoNodes", func(n *node) { n.pluginTwoNodes(plugin) })
 }
 
 // buildPlugin builds kubectl-freeze as the README says.
