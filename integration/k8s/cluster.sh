@@ -538,12 +538,20 @@ node2_down() {
     if [ -n "$(pid_of apiserver)" ] && [ -x "$bin/kubectl" ]; then
       k="$bin/kubectl --kubeconfig=$S/admin.kubeconfig --request-timeout=10s"
     fi
-    # Its pods, while its kubelet runs.
+    # Its pods, while its kubelet runs; cordoned first, so that a workload
+    # left by a killed run does not get its replacements placed there.
     if [ -n "$k" ] && [ -n "$(pid_of kubelet2)" ]; then
+      $k cordon "$NODE2" >/dev/null 2>&1 || true
       $k delete pods -A --field-selector "spec.nodeName=$NODE2" --grace-period=2 --wait=true --timeout=45s >/dev/null 2>&1 ||
         log "deleting the second node's pods did not finish: killing what is left"
     fi
     stop kubelet2
+    # What is still bound to it can no longer end gracefully: gone from the
+    # API at once (its containers are killed below), so that `down` does not
+    # wait for them.
+    if [ -n "$k" ]; then
+      $k delete pods -A --field-selector "spec.nodeName=$NODE2" --grace-period=0 --force >/dev/null 2>&1 || true
+    fi
     local cg
     for cg in $(node2_cgroups); do
       [ -f "$cg/freezer.state" ] && echo THAWED >"$cg/freezer.state" 2>/dev/null
