@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A real single-node Kubernetes cluster on loopback, for the kubectl debug
-# tests (integration/k8s): etcd, kube-apiserver, kube-controller-manager,
+# A real single-node Kubernetes cluster on loopback (and, on demand, a second
+# node: `node2`), for the kubectl debug and kubectl freeze tests
+# (integration/k8s): etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, containerd and the kubelet, with everything they write
 # under one scratch directory, and a tear-down that leaves nothing behind.
 #

@@ -149,8 +149,8 @@ func (n *node) pluginStatusThaw(plugin string) {
 	}
 	code, _ := r.wait(pluginExitWait)
 	n.t.Logf("the plugin exited %d once its agents were killed\nstderr:\n%s", code, r.stderrText())
-	if code == 0 {
-		n.t.Errorf("the plugin exited 0 though no agent confirmed its thaw")
+	if stderr := r.stderrText(); code != 4 || !strings.Contains(stderr, "not confirmed thawed") {
+		n.t.Errorf("the plugin exited %d once its agents were killed while holding, want 4 (not confirmed thawed)\nstderr:\n%s", code, stderr)
 	}
 	for _, p := range pods {
 		n.requireStopped(p)
