@@ -42,6 +42,23 @@ func TestKubectlFreezeV1(t *testing.T) {
 	n.scenario("PluginTwoNodes", func(n *node) { n.pluginTwoNodes(plugin) })
 }
 
+// TestKubectlFreezeV2 runs them on the emulated cgroup v2 node, where the
+// privileged agent freezes the target's cgroup.freeze (direct); those that
+// do not depend on the node's cgroup version (the refusal, the lost
+// network, the second node) run on v1 only.
+func TestKubectlFreezeV2(t *testing.T) {
+	plugin := buildPlugin(t)
+	n := startNode(t, "v2")
+	if n.cg2Mount == "" {
+		t.Fatal("this host has no cgroup2 hierarchy")
+	}
+	n.scenario("PluginDeployment", func(n *node) { n.pluginDeployment(plugin) })
+	n.scenario("PluginKilled", func(n *node) { n.pluginKilled(plugin) })
+	n.scenario("PluginSharedPID", func(n *node) { n.pluginSharedPID(plugin) })
+	n.scenario("PluginStatusThaw", func(n *node) { n.pluginStatusThaw(plugin) })
+	n.scenario("PluginDropConnections", func(n *node) { n.pluginDropConnections(plugin) })
+}
+
 // buildPlugin builds kubectl-freeze as the README says.
 func buildPlugin(t *testing.T) string {
 	t.Helper()
