@@ -82,6 +82,9 @@ type agentBehaviour struct {
 	// attachErr: the attach fails at once (an API server or kubelet that
 	// refuses it), before anything is read.
 	attachErr error
+	// die: once frozen, the agent is killed whole (SIGKILL, exit 137):
+	// its stream ends without a thaw and its status says terminated.
+	die bool
 }
 
 // fakeAgents plays cgfreeze behind the attach stream: "waiting" is in
@@ -96,6 +99,9 @@ type fakeAgents struct {
 	thawed    map[string]bool
 	attaches  map[string]int
 	frozenCh  chan string
+	// client is the fake cluster (startPlugin sets it): a dying agent
+	// reports its end there.
+	client *fake.Clientset
 }
 
 func newFakeAgents() *fakeAgents {
@@ -133,6 +139,9 @@ func (f *fakeAgents) Attach(ctx context.Context, ns, pod, container string, stdi
 	fmt.Fprintf(stdout, `{"event":"frozen","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"elapsed_ms":4.2}`+"\n")
 	f.set(f.frozen, pod)
 	f.frozenCh <- pod
+	if b.die {
+		return f.terminate(pod, container, 137)
+	}
 	for {
 		line, err := in.ReadString('\n')
 		if err != nil {
@@ -146,6 +155,20 @@ func (f *fakeAgents) Attach(ctx context.Context, ns, pod, container string, stdi
 	fmt.Fprintf(stdout, `{"event":"thawed","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"reason":"stdin","held_ms":10}`+"\n")
 	f.set(f.thawed, pod)
 	return nil
+}
+
+// terminate records the agent's end with code in the pod's status, as the
+// kubelet would.
+func (f *fakeAgents) terminate(pod, container string, code int32) error {
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	obj, err := f.client.Tracker().Get(gvr, testNS, pod)
+	if err != nil {
+		return err
+	}
+	p := obj.(*corev1.Pod).DeepCopy()
+	p.Status.EphemeralContainerStatuses = append(p.Status.EphemeralContainerStatuses, corev1.ContainerStatus{Name: container,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}})
+	return f.client.Tracker().Update(gvr, p, testNS)
 }
 
 func (f *fakeAgents) set(m map[string]bool, pod string) {

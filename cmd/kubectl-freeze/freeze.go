@@ -319,6 +319,16 @@ func (f *freezeCmd) result(views map[string]*podView, order []string, failed boo
 			if v.code != nil {
 				r += fmt.Sprintf(" (exit %d)", *v.code)
 			}
+			if v.froze {
+				// Its agent died while holding (SIGKILL, OOM): nothing
+				// thawed it, so it may still be frozen.
+				code = exitUnconfirmed
+				r = fmt.Sprintf("pod/%s: frozen, then not confirmed thawed: %v", name, v.err)
+				if v.code != nil {
+					r += fmt.Sprintf(" (exit %d)", *v.code)
+				}
+				r += "; see kubectl freeze status, and kubectl freeze thaw if it stayed frozen"
+			}
 			reasons = append(reasons, r)
 		}
 	}

@@ -267,6 +267,7 @@ func startPlugin(t *testing.T, agents *fakeAgents, objs []runtime.Object, args .
 	t.Helper()
 	r := &pluginRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}, sigs: make(chan os.Signal, 2), code: make(chan int, 1)}
 	r.client = fakeCluster(objs...)
+	agents.client = r.client
 	hooks := &testHooks{client: r.client, attach: agents}
 	go func() { r.code <- run(append(args, "-n", testNS), r.stdout, r.stderr, r.sigs, hooks) }()
 	return r
@@ -355,6 +356,27 @@ func TestAllOrNothing(t *testing.T) {
 	}
 	if strings.Contains(r.stdout.String(), "all 3 pod(s) frozen") {
 		t.Errorf("a summary of all frozen though one refused:\n%s", r.stdout)
+	}
+}
+
+// An agent killed whole while it holds its pod (SIGKILL of every process
+// of it, exit 137) thawed nothing: the plugin thaws the others (all or
+// nothing) and exits 4, not confirmed thawed, pointing at status and thaw.
+func TestAgentDiesWhileHolding(t *testing.T) {
+	agents := newFakeAgents()
+	agents.behaviour["worker-b"] = agentBehaviour{die: true, delay: 300 * time.Millisecond}
+	r := startPlugin(t, agents, workerObjects(3), "deployment/worker", "--image", "img")
+	code := r.wait(t)
+	if code != exitUnconfirmed {
+		t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitUnconfirmed, r.stdout, r.stderr)
+	}
+	for _, p := range []string{"worker-a", "worker-c"} {
+		if !agents.get(agents.frozen, p) || !agents.get(agents.thawed, p) {
+			t.Errorf("%s: frozen %v thawed %v; want both", p, agents.get(agents.frozen, p), agents.get(agents.thawed, p))
+		}
+	}
+	if !regexp.MustCompile(`pod/worker-b: frozen, then not confirmed thawed: the agent cgfreeze-\w+ exited 137 \(exit 137\); see kubectl freeze status, and kubectl freeze thaw`).MatchString(r.stderr.String()) {
+		t.Errorf("stderr does not say worker-b may stay frozen:\n%s", r.stderr)
 	}
 }
 

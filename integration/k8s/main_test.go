@@ -8,10 +8,13 @@
 // BINARY=prebuilt) are built here with buildah and imported into
 // containerd: nothing is pulled.
 //
-// Every scenario runs on a cgroup v1 node (this host's hierarchies) and on
-// an emulated cgroup v2 node (cgroup2 with nsdelegate at /sys/fs/cgroup in
-// the node's mount namespace), and the run fails if anything of the
-// cluster is left on the machine afterwards.
+// Every kubectl debug scenario runs on a cgroup v1 node (this host's
+// hierarchies) and on an emulated cgroup v2 node (cgroup2 with nsdelegate
+// at /sys/fs/cgroup in the node's mount namespace); the kubectl freeze
+// scenarios (TestKubectlFreezeV1) run on the v1 node, one of them with a
+// second node (a second containerd and kubelet on this machine: cluster.sh
+// node2). The run fails if anything of the cluster is left on the machine
+// afterwards.
 //
 // Run it as root with `go test -count=1 -v -timeout 60m ./integration/k8s/`
 // (integration/test.sh does it). It takes /tmp/cgfreeze-itest.lock itself

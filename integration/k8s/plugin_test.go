@@ -37,6 +37,26 @@ func TestKubectlFreezeV1(t *testing.T) {
 	n.scenario("PluginRefusal", func(n *node) { n.pluginRefusal(plugin) })
 	n.scenario("PluginSharedPID", func(n *node) { n.pluginSharedPID(plugin) })
 	n.scenario("PluginLostNetwork", func(n *node) { n.pluginLostNetwork(plugin) })
+	n.scenario("PluginStatusThaw", func(n *node) { n.pluginStatusThaw(plugin) })
+	n.scenario("PluginDropConnections", func(n *node) { n.pluginDropConnections(plugin) })
+	n.scenario("PluginTwoNodes", func(n *node) { n.pluginTwoNodes(plugin) })
+}
+
+// TestKubectlFreezeV2 runs them on the emulated cgroup v2 node, where the
+// privileged agent freezes the target's cgroup.freeze (direct); those that
+// do not depend on the node's cgroup version (the refusal, the lost
+// network, the second node) run on v1 only.
+func TestKubectlFreezeV2(t *testing.T) {
+	plugin := buildPlugin(t)
+	n := startNode(t, "v2")
+	if n.cg2Mount == "" {
+		t.Fatal("this host has no cgroup2 hierarchy")
+	}
+	n.scenario("PluginDeployment", func(n *node) { n.pluginDeployment(plugin) })
+	n.scenario("PluginKilled", func(n *node) { n.pluginKilled(plugin) })
+	n.scenario("PluginSharedPID", func(n *node) { n.pluginSharedPID(plugin) })
+	n.scenario("PluginStatusThaw", func(n *node) { n.pluginStatusThaw(plugin) })
+	n.scenario("PluginDropConnections", func(n *node) { n.pluginDropConnections(plugin) })
 }
 
 // buildPlugin builds kubectl-freeze as the README says.
@@ -62,12 +82,18 @@ type pluginRun struct {
 
 // pluginEvent is one line of the plugin's -o json.
 type pluginEvent struct {
-	Event     string `json:"event"`
-	Reason    string `json:"reason"`
-	Processes *int   `json:"processes"`
-	ExitCode  *int   `json:"exit_code"`
-	Error     string `json:"error"`
-	Pod       struct {
+	Event     string    `json:"event"`
+	Time      time.Time `json:"time"`
+	Reason    string    `json:"reason"`
+	Processes *int      `json:"processes"`
+	ExitCode  *int      `json:"exit_code"`
+	Error     string    `json:"error"`
+	Count     *int      `json:"count"`
+	// Connections of a connections_dropped event.
+	Connections []struct {
+		Local, Remote string
+	} `json:"connections"`
+	Pod struct {
 		Name, Namespace, Node, Container, Agent string
 	} `json:"pod"`
 	raw string
@@ -134,30 +160,45 @@ func (r *pluginRun) stderrText() string {
 // and returns them by pod.
 func (r *pluginRun) waitFrozen(pods []string) map[string]pluginEvent {
 	r.n.t.Helper()
-	const name, limit = "frozen", allFrozenWait
-	got := map[string]pluginEvent{}
+	return r.waitEvents(pods, "frozen")["frozen"]
+}
+
+// waitEvents collects events until each of pods had an event of each of
+// names, and returns them by name, then by pod.
+func (r *pluginRun) waitEvents(pods []string, names ...string) map[string]map[string]pluginEvent {
+	r.n.t.Helper()
+	const limit = allFrozenWait
+	got := map[string]map[string]pluginEvent{}
+	for _, name := range names {
+		got[name] = map[string]pluginEvent{}
+	}
+	complete := func() bool {
+		for _, name := range names {
+			for _, p := range pods {
+				if _, ok := got[name][p]; !ok {
+					return false
+				}
+			}
+		}
+		return true
+	}
 	deadline := time.After(limit)
-	for len(got) < len(pods) {
+	for !complete() {
 		select {
 		case e, ok := <-r.events:
 			if !ok {
 				<-r.exited
-				r.n.t.Fatalf("the plugin ended (exit %d) with %d of %d %q events\nstderr:\n%s", r.code, len(got), len(pods), name, r.stderrText())
+				r.n.t.Fatalf("the plugin ended (exit %d) before every pod of %v had its %v events: %v\nstderr:\n%s", r.code, pods, names, got, r.stderrText())
 			}
 			r.n.t.Logf("plugin: %s", e.raw)
 			if e.Event == "malformed" {
 				r.n.t.Errorf("a plugin line is not JSON: %s", e.Error)
 			}
-			if e.Event == name {
-				got[e.Pod.Name] = e
+			if m, ok := got[e.Event]; ok {
+				m[e.Pod.Name] = e
 			}
 		case <-deadline:
-			r.n.t.Fatalf("%d of %d %q events within %v\nstderr:\n%s", len(got), len(pods), name, limit, r.stderrText())
-		}
-	}
-	for _, p := range pods {
-		if _, ok := got[p]; !ok {
-			r.n.t.Errorf("no %q event for pod %s: %v", name, p, got)
+			r.n.t.Fatalf("not every pod of %v had its %v events within %v: %v\nstderr:\n%s", pods, names, limit, got, r.stderrText())
 		}
 	}
 	return got
@@ -189,7 +230,16 @@ func (r *pluginRun) wait(limit time.Duration) (int, []pluginEvent) {
 // waits for them to run; it is deleted when the test ends.
 func (n *node) createWorker(name string, replicas int) []string {
 	n.t.Helper()
-	cmd, _ := json.Marshal([]string{"/bin/sh", "-c", ticker})
+	return n.createDeployment(name, replicas, ticker, "")
+}
+
+// createDeployment creates a Deployment of the workload image running
+// script with replicas pods and waits for them to run; extra is YAML added
+// under the pod template's spec (indented by six spaces). It is deleted
+// when the test ends.
+func (n *node) createDeployment(name string, replicas int, script, extra string) []string {
+	n.t.Helper()
+	cmd, _ := json.Marshal([]string{"/bin/sh", "-c", script})
 	manifest := fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -205,12 +255,13 @@ spec:
       terminationGracePeriodSeconds: 5
       enableServiceLinks: false
       automountServiceAccountToken: false
+%[5]s
       containers:
       - name: app
         image: %[3]s
         imagePullPolicy: Never
         command: %[4]s
-`, name, replicas, imageWorkload, cmd)
+`, name, replicas, imageWorkload, cmd, extra)
 	if _, err := n.kubectlIn(manifest, "apply", "-f", "-"); err != nil {
 		n.t.Fatal(err)
 	}
