@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -79,8 +78,12 @@ type hold struct {
 	f      *Frozen
 	n      *mount.Notifier
 	report func(HoldReport)
-	// procs is an open file that a strategy's quick look re-reads.
-	procs *os.File
+	// procs (subtree: the target's cgroup.procs), selfFreezing and state
+	// (v1: the target's freezer.self_freezing and freezer.state) are the
+	// files a strategy's quick look re-reads, kept open (probe).
+	procs, selfFreezing, state *mount.Probe
+	// probes are the files kept open, closed with the hold.
+	probes []*mount.Probe
 	// lastQuiet is when the quick look last found nothing to repair (Unix
 	// nanoseconds; the quick look runs on a goroutine of its own).
 	lastQuiet atomic.Int64
@@ -95,9 +98,6 @@ type hold struct {
 	// unfrozenSince is when a cgroup that should be frozen first read
 	// "frozen 0", for holdConfirmLimit.
 	unfrozenSince map[string]time.Time
-	// lastCount is when the v1 hold last counted the target's
-	// processes.
-	lastCount time.Time
 	// violated holds the violations reported and not yet cleared, so that
 	// each is reported once.
 	violated map[string]bool
@@ -235,12 +235,26 @@ func (h *hold) quickLoop(period time.Duration, quit <-chan struct{}, done chan<-
 
 // close ends the hold's watches.
 func (h *hold) close() {
-	if h.procs != nil {
-		_ = h.procs.Close()
+	for _, p := range h.probes {
+		_ = p.Close()
 	}
 	if h.n != nil {
 		h.n.Close()
 	}
+}
+
+// probe opens a file of the target's cgroup, cg, for the quick look; a
+// cgroup removed meanwhile is ErrTargetGone.
+func (h *hold) probe(root *mount.Root, cg, file string) (*mount.Probe, error) {
+	p, err := root.OpenProbe(cg + "/" + file)
+	if err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return nil, gone(cg, "was removed")
+		}
+		return nil, classify(err)
+	}
+	h.probes = append(h.probes, p)
+	return p, nil
 }
 
 // gone wraps ErrTargetGone for a cgroup that was removed or emptied.

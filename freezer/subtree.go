@@ -297,12 +297,9 @@ func (subtree) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 		}
 		return holdPolicy{}, classify(err)
 	}
-	procs, err := root.Open(path.Join(t.Path, "cgroup.procs"), unix.O_RDONLY)
+	procs, err := h.probe(root, t.Path, "cgroup.procs")
 	if err != nil {
-		if ignoreCgroupRemoved(err) == nil {
-			return holdPolicy{}, gone(t.Path, "was removed")
-		}
-		return holdPolicy{}, classify(err)
+		return holdPolicy{}, err
 	}
 	h.procs = procs
 	// Without inotify (no /proc), new children wait for the rescan.
@@ -333,9 +330,9 @@ func (subtree) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 }
 
 func (subtree) holdQuick(h *hold) bool {
-	var buf [64]byte
-	n, err := unix.Pread(int(h.procs.Fd()), buf[:], 0)
-	return err != nil || strings.TrimSpace(string(buf[:max(n, 0)])) != ""
+	var buf [16]byte
+	b, err := h.procs.Read(buf[:])
+	return err != nil || len(b) != 0
 }
 
 func (s subtree) holdCheck(root *mount.Root, h *hold, changed []string, full bool) error {
