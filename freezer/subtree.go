@@ -36,12 +36,14 @@ type subtree struct{}
 
 func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err error) {
 	t := f.Target
-	requested, frozen, err := v2State(root, t.Path)
-	if err != nil {
-		return classify(err)
-	}
-	if requested || frozen {
-		return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
+	if !f.thawedSeen {
+		requested, frozen, err := v2State(root, t.Path)
+		if err != nil {
+			return classify(err)
+		}
+		if requested || frozen {
+			return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
+		}
 	}
 	name, err := newChildName()
 	if err != nil {

@@ -36,12 +36,14 @@ const (
 func (v1) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err error) {
 	t := f.Target
 	stateFile := path.Join(t.Path, "freezer.state")
-	state, err := root.ReadFile(stateFile)
-	if err != nil {
-		return classify(err)
-	}
-	if state != "THAWED" {
-		return alreadyFrozen(root, t.Path, t.Path, strings.ToLower(state))
+	if !f.thawedSeen {
+		state, err := root.ReadFile(stateFile)
+		if err != nil {
+			return classify(err)
+		}
+		if state != "THAWED" {
+			return alreadyFrozen(root, t.Path, t.Path, strings.ToLower(state))
+		}
 	}
 	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyFreezer)); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,10 @@ import (
 // themselves.
 type Watcher struct {
 	f *os.File // nil: a timer (or a fake's eventfd)
+	// first is what the read that armed the watch read, until Read
+	// hands it out; ok tells that it was read.
+	first   []byte
+	firstOK bool
 	// fake: an eventfd that Fake.Notify writes to, on path p.
 	fake   *Fake
 	fakeFD int
@@ -54,7 +59,32 @@ func (r *Root) Watch(p string) *Watcher {
 
 func (w *Watcher) arm() {
 	var buf [512]byte
-	_, _ = unix.Pread(int(w.f.Fd()), buf[:], 0)
+	n, err := unix.Pread(int(w.f.Fd()), buf[:], 0)
+	if err == nil && n < len(buf) {
+		w.first, w.firstOK = append(w.first[:0], buf[:n]...), true
+	}
+}
+
+// Read returns the watched file's content without surrounding white space,
+// read from its start through the watch's own descriptor (which re-arms
+// the watch): the first call returns what the arming read at Watch read,
+// so a caller that reads right after Watch reads the file once. ok is
+// false when it cannot (a timer or a fake's watch, a read error, a file
+// longer than 512 bytes): the caller reads the file itself.
+func (w *Watcher) Read() (content string, ok bool) {
+	if w.f == nil {
+		return "", false
+	}
+	if w.firstOK {
+		w.firstOK = false
+		return strings.TrimSpace(string(w.first)), true
+	}
+	var buf [512]byte
+	n, err := unix.Pread(int(w.f.Fd()), buf[:], 0)
+	if err != nil || n == len(buf) {
+		return "", false
+	}
+	return strings.TrimSpace(string(buf[:n])), true
 }
 
 // Wait returns after the file changed or after d, whichever comes first.
