@@ -358,11 +358,11 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 	var changed []string
 	for _, ev := range n.evs[:got] {
 		fd := int(ev.Fd)
-		switch {
-		case fd == n.ino:
+		switch fd {
+		case n.ino:
 			changed = append(changed, n.drainInotify()...)
 			continue
-		case fd == n.wake:
+		case n.wake:
 			drainEventfd(n.wake)
 			continue
 		}
