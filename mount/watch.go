@@ -172,11 +172,15 @@ type Notifier struct {
 	// (and the kernel may have given to another file).
 	wakeMu sync.Mutex
 	wake   int
+	// tick is a timerfd that ends a Wait every period (SetTick), -1 if
+	// none; ticked tells that it did since Ticked was last called.
+	tick   int
+	ticked bool
 }
 
 // NewNotifier returns a Notifier that watches nothing yet.
 func (r *Root) NewNotifier() *Notifier {
-	n := &Notifier{fake: r.fake, files: map[string]int{}, pathOf: map[int]string{}, owned: map[int]*os.File{}, ino: -1, dirs: map[string]int{}, dirOfWD: map[int]string{}, ep: -1, wake: -1}
+	n := &Notifier{fake: r.fake, files: map[string]int{}, pathOf: map[int]string{}, owned: map[int]*os.File{}, ino: -1, dirs: map[string]int{}, dirOfWD: map[int]string{}, ep: -1, wake: -1, tick: -1}
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return n
@@ -216,6 +220,39 @@ func (n *Notifier) add(fd int, events uint32) error {
 		return errors.New("no epoll instance")
 	}
 	return unix.EpollCtl(n.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)})
+}
+
+// SetTick makes Wait return every period (Ticked then tells so), from a
+// timerfd in the Notifier's epoll instance: a periodic look that wakes
+// nothing but the goroutine that waits. A timer of the Go runtime would
+// also wake its monitor thread (sysmon), which sleeps until the next timer
+// when the process is idle: a second wake-up at every period.
+func (n *Notifier) SetTick(period time.Duration) error {
+	if n.ep < 0 || n.tick >= 0 {
+		return errors.New("no epoll instance, or a tick set already")
+	}
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("timerfd: %w", err)
+	}
+	ts := unix.NsecToTimespec(period.Nanoseconds())
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("timerfd: %w", err)
+	}
+	if err := n.add(fd, unix.EPOLLIN); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("epoll timerfd: %w", err)
+	}
+	n.tick = fd
+	return nil
+}
+
+// Ticked tells whether the tick (SetTick) came since the last call.
+func (n *Notifier) Ticked() bool {
+	t := n.ticked
+	n.ticked = false
+	return t
 }
 
 // Wake ends the Wait under way, or the next one, at once (with no change).
@@ -348,7 +385,7 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 		time.Sleep(d)
 		return nil, nil
 	}
-	if want := len(n.files) + 2; len(n.evs) < want {
+	if want := len(n.files) + 3; len(n.evs) < want {
 		n.evs = make([]unix.EpollEvent, want)
 	}
 	got, err := n.epollWait(d)
@@ -364,6 +401,10 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 			continue
 		case n.wake:
 			drainEventfd(n.wake)
+			continue
+		case n.tick:
+			drainEventfd(n.tick) // a timerfd reads as 8 bytes too
+			n.ticked = true
 			continue
 		}
 		p, ok := n.pathOf[fd]
@@ -466,6 +507,10 @@ func (n *Notifier) Close() {
 	if n.ino >= 0 {
 		go unix.Close(n.ino)
 		n.ino = -1
+	}
+	if n.tick >= 0 {
+		_ = unix.Close(n.tick)
+		n.tick = -1
 	}
 	switch {
 	case n.epf != nil:
