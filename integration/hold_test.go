@@ -381,21 +381,30 @@ func TestHoldSubtreeRepairs(t *testing.T) {
 	// cgroup by clone3(CLONE_INTO_CGROUP), which writes no cgroup.procs
 	// (the inotify that sees a join by a write does not fire): the join
 	// scan finds it.
+	clonedAt := time.Now()
 	cloned := h.cloneInto(tg.cg)
-	movedCloned := waitUntil(t, "the cloned process moved", holdEndDeadline, func() bool {
-		cg, err := procCgroup(cloned, 2)
-		return err == nil && cg == child.rel
-	})
+	for {
+		if cg, err := procCgroup(cloned, 2); err == nil && cg == child.rel {
+			break
+		}
+		if time.Since(clonedAt) > holdEndDeadline {
+			t.Fatalf("the process cloned into %s is not in the frozen child %v after it started", tg.cg, holdEndDeadline)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	movedCloned := time.Since(clonedAt)
 	var joins []freezer.HoldReport
-	waitUntil(t, "a second joined report", holdEndDeadline, func() bool {
+	for deadline := time.Now().Add(holdEndDeadline); len(joins) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second joined report within %v; reports %+v", holdEndDeadline, l.allReports())
+		}
 		joins = nil
 		for _, r := range l.allReports() {
 			if r.Kind == "repaired" && r.What == "joined" {
 				joins = append(joins, r)
 			}
 		}
-		return len(joins) >= 2
-	})
+	}
 	t.Logf("joined by CLONE_INTO_CGROUP: in the frozen child %v after it started (hold's latency %v, within subtreeJoinScan)", movedCloned, joins[1].Latency)
 
 	// A child cgroup created during the hold, with a process.
