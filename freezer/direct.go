@@ -19,12 +19,14 @@ type direct struct{}
 
 func (direct) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err error) {
 	t := f.Target
-	requested, frozen, err := v2State(root, t.Path)
-	if err != nil {
-		return classify(err)
-	}
-	if requested || frozen {
-		return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
+	if !f.thawedSeen {
+		requested, frozen, err := v2State(root, t.Path)
+		if err != nil {
+			return classify(err)
+		}
+		if requested || frozen {
+			return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
+		}
 	}
 	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyDirect)); err != nil {
 		return err

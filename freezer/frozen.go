@@ -46,6 +46,10 @@ type Frozen struct {
 	counted chan countResult
 	// lock is the holder's lock on the target, kept until the thaw.
 	lock *os.File
+	// thawedSeen tells the strategy's freeze that the target was read
+	// thawed under the lock a moment before (no mark, nothing to
+	// recover): it does not read its state again.
+	thawedSeen bool
 }
 
 // Freeze freezes the target and returns once the kernel confirms it (v1
@@ -90,6 +94,7 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		if f.Recovered, err = recoverLocked(ctx, root, t); err != nil {
 			return err
 		}
+		f.thawedSeen = !f.Recovered.Recovered
 		if err := impl.freeze(ctx, root, f); err != nil {
 			return err
 		}

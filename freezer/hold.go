@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -79,8 +78,12 @@ type hold struct {
 	f      *Frozen
 	n      *mount.Notifier
 	report func(HoldReport)
-	// procs is an open file that a strategy's quick look re-reads.
-	procs *os.File
+	// procs (subtree: the target's cgroup.procs), selfFreezing and state
+	// (v1: the target's freezer.self_freezing and freezer.state) are the
+	// files a strategy's quick look re-reads, kept open (probe).
+	procs, selfFreezing, state *mount.Probe
+	// probes are the files kept open, closed with the hold.
+	probes []*mount.Probe
 	// lastQuiet is when the quick look last found nothing to repair (Unix
 	// nanoseconds; the quick look runs on a goroutine of its own).
 	lastQuiet atomic.Int64
@@ -95,9 +98,6 @@ type hold struct {
 	// unfrozenSince is when a cgroup that should be frozen first read
 	// "frozen 0", for holdConfirmLimit.
 	unfrozenSince map[string]time.Time
-	// lastCount is when the v1 hold last counted the target's
-	// processes.
-	lastCount time.Time
 	// violated holds the violations reported and not yet cleared, so that
 	// each is reported once.
 	violated map[string]bool
@@ -171,11 +171,16 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
 	defer stop()
 	now := time.Now()
 	h.lastQuiet.Store(now.UnixNano())
+	// The quick look runs on the hold's goroutine, at a tick of the
+	// notifier's own (a timerfd): each period costs one wake-up (100 to
+	// 180 µs of CPU on the test machine, docs/design.md), and the
+	// mount's thread is used only when the look finds something. Where
+	// the tick cannot be set, a goroutine of its own on Go's timers.
+	inline := false
 	if policy.quickEvery > 0 {
-		// The quick look runs on a goroutine of its own, on Go's timers,
-		// and wakes the notifier (and the mount's thread) only when it
-		// finds something. Each period still costs a wake-up (about
-		// 150 µs of CPU on the test machine, docs/design.md).
+		inline = h.n.SetTick(policy.quickEvery) == nil
+	}
+	if policy.quickEvery > 0 && !inline {
 		quit := make(chan struct{})
 		done := make(chan struct{})
 		go h.quickLoop(policy.quickEvery, quit, done)
@@ -198,6 +203,13 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
 		now := time.Now()
 		full := !now.Before(nextFull)
 		quick := h.quickHit.Swap(false)
+		if inline && h.n.Ticked() {
+			if f.impl.holdQuick(h) {
+				quick = true
+			} else {
+				h.lastQuiet.Store(now.UnixNano())
+			}
+		}
 		if !full && !quick && len(changed) == 0 {
 			continue
 		}
@@ -235,12 +247,26 @@ func (h *hold) quickLoop(period time.Duration, quit <-chan struct{}, done chan<-
 
 // close ends the hold's watches.
 func (h *hold) close() {
-	if h.procs != nil {
-		_ = h.procs.Close()
+	for _, p := range h.probes {
+		_ = p.Close()
 	}
 	if h.n != nil {
 		h.n.Close()
 	}
+}
+
+// probe opens a file of the target's cgroup, cg, for the quick look; a
+// cgroup removed meanwhile is ErrTargetGone.
+func (h *hold) probe(root *mount.Root, cg, file string) (*mount.Probe, error) {
+	p, err := root.OpenProbe(cg + "/" + file)
+	if err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return nil, gone(cg, "was removed")
+		}
+		return nil, classify(err)
+	}
+	h.probes = append(h.probes, p)
+	return p, nil
 }
 
 // gone wraps ErrTargetGone for a cgroup that was removed or emptied.

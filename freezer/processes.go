@@ -17,6 +17,37 @@ func countProcesses(root *mount.Root, cgPath string) (int, error) {
 	return len(pids), err
 }
 
+// treePopulated tells whether a cgroup or one of its descendants holds a
+// process, reading only the start of each cgroup.procs (opened anew: a v1
+// cgroup.procs kept open may list what its open file cached), so that a
+// cgroup of thousands of processes costs no more than an empty one.
+func treePopulated(root *mount.Root, cgPath string) (bool, error) {
+	pr, err := root.OpenProbe(path.Join(cgPath, "cgroup.procs"))
+	if err != nil {
+		return false, err
+	}
+	var buf [16]byte
+	b, err := pr.Read(buf[:])
+	_ = pr.Close()
+	if err != nil || len(b) != 0 {
+		return err == nil, err
+	}
+	children, err := root.Children(cgPath)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range children {
+		ok, err := treePopulated(root, path.Join(cgPath, c))
+		if ignoreCgroupRemoved(err) != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // treePIDs lists the processes in a cgroup and its descendants, as
 // cgroup.procs lists them to the mount's thread: in the caller's PID
 // namespace, 0 for a process outside it. A child cgroup removed meanwhile

@@ -196,7 +196,14 @@ func Resolve(opts Options) (*Target, error) {
 	}
 	tree := map[int]bool{}
 	err = fs.Do(func(root *mount.Root) error {
-		if err := t.inspect(root, viewNS, self); err != nil {
+		// The target's /proc/<pid>/cgroup as the mount's namespace sees
+		// it: read again on the mount's thread only in an entered
+		// namespace; in cgfreeze's own it is what was read above.
+		seen := cg
+		if enter {
+			seen = procs.Cgroups{}
+		}
+		if err := t.inspect(root, viewNS, self, seen); err != nil {
 			return err
 		}
 		if checkPID1 && opts.Recovering && carriesMark(root, t.Path) {
@@ -258,10 +265,15 @@ func (t *Target) Close() error {
 // inspect runs on the mount's thread: it reads the target's path as the
 // namespace the mount was made in sees it, refuses unsafe targets and picks
 // the strategy.
-func (t *Target) inspect(root *mount.Root, viewNS uint64, self int) error {
-	cg, err := procs.ReadCgroups(t.procRoot, t.PID)
-	if err != nil {
-		return targetErr(Options{PID: t.PID, ProcRoot: t.procRoot}, err)
+//
+// cg is the target's /proc/<pid>/cgroup as that namespace sees it, read
+// here when it is empty.
+func (t *Target) inspect(root *mount.Root, viewNS uint64, self int, cg procs.Cgroups) error {
+	if len(cg.V1) == 0 && !cg.HasUnified {
+		var err error
+		if cg, err = procs.ReadCgroups(t.procRoot, t.PID); err != nil {
+			return targetErr(Options{PID: t.PID, ProcRoot: t.procRoot}, err)
+		}
 	}
 	_, t.Path, _ = mountSpec(t.Version, cg)
 	if procs.Outside(t.Path) {

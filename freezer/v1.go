@@ -36,12 +36,14 @@ const (
 func (v1) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err error) {
 	t := f.Target
 	stateFile := path.Join(t.Path, "freezer.state")
-	state, err := root.ReadFile(stateFile)
-	if err != nil {
-		return classify(err)
-	}
-	if state != "THAWED" {
-		return alreadyFrozen(root, t.Path, t.Path, strings.ToLower(state))
+	if !f.thawedSeen {
+		state, err := root.ReadFile(stateFile)
+		if err != nil {
+			return classify(err)
+		}
+		if state != "THAWED" {
+			return alreadyFrozen(root, t.Path, t.Path, strings.ToLower(state))
+		}
 	}
 	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyFreezer)); err != nil {
 		return err
@@ -145,27 +147,48 @@ func threadSleep(d time.Duration) {
 	}
 }
 
-// The v1 hold. v1 has no notification: the hold reads
-// freezer.self_freezing every v1HoldEvery (a few µs a read) to see the
+// The v1 hold. v1 has no notification: the hold's quick look, off the
+// mount's thread, re-reads freezer.self_freezing and freezer.state from
+// files kept open every v1HoldEvery (a pread each, a few µs) to see the
 // runtime's or owner's thaw (runc thaws a paused v1 container before it
-// kills it), and counts the target's processes every v1HoldCountEvery
-// (a v1 cgroup lists them sorted, 1.5 µs each; a frozen v1 task cannot
-// exit, not even on SIGKILL, so the cgroup empties only by migration or
-// after a thaw, which the first check sees).
+// kills it), and the full check on the mount's thread runs every
+// v1HoldFullEvery, and at once when the quick look finds anything: it also
+// sees whether a process is left (a frozen v1 task cannot exit, not even
+// on SIGKILL, so the cgroup empties only by migration or after a thaw,
+// which the quick look sees first). The hold's cost is its wake-ups, not
+// its reads (docs/design.md, "The hold").
 const (
-	v1HoldEvery      = 100 * time.Millisecond
-	v1HoldCountEvery = time.Second
+	v1HoldEvery     = 100 * time.Millisecond
+	v1HoldFullEvery = time.Second
 )
 
 // A v1 hold: held means the target's own freezer.self_freezing is 1 and
 // freezer.state reads FROZEN; the kernel keeps every descendant, those
 // created later and the processes that join later frozen, so there is
 // nothing to repair, only the end of the hold to see.
-func (v1) holdStart(*mount.Root, *hold) (holdPolicy, error) {
-	return holdPolicy{fullEvery: v1HoldEvery}, nil
+func (v1) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
+	t := h.f.Target
+	var err error
+	if h.selfFreezing, err = h.probe(root, t.Path, "freezer.self_freezing"); err != nil {
+		return holdPolicy{}, err
+	}
+	if h.state, err = h.probe(root, t.Path, "freezer.state"); err != nil {
+		return holdPolicy{}, err
+	}
+	return holdPolicy{quickEvery: v1HoldEvery, fullEvery: v1HoldFullEvery}, nil
 }
 
-func (v1) holdQuick(*hold) bool { return false }
+// holdQuick tells whether the target may no longer be held: anything but
+// self_freezing 1 and FROZEN (a read error too) asks for the full check.
+func (v1) holdQuick(h *hold) bool {
+	var buf [16]byte
+	self, err := h.selfFreezing.Read(buf[:])
+	if err != nil || string(self) != "1" {
+		return true
+	}
+	state, err := h.state.Read(buf[:])
+	return err != nil || string(state) != "FROZEN"
+}
 
 func (v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
 	t := h.f.Target
@@ -181,18 +204,15 @@ func (v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
 		return err
 	}
 	h.frozenOrLate(t.Path, state == "FROZEN")
-	if time.Since(h.lastCount) >= v1HoldCountEvery {
-		h.lastCount = time.Now()
-		n, err := countProcesses(root, t.Path)
-		if err != nil {
-			if ignoreCgroupRemoved(err) == nil {
-				return gone(t.Path, "was removed")
-			}
-			return classify(err)
+	populated, err := treePopulated(root, t.Path)
+	if err != nil {
+		if ignoreCgroupRemoved(err) == nil {
+			return gone(t.Path, "was removed")
 		}
-		if n == 0 {
-			return gone(t.Path, "has no process left")
-		}
+		return classify(err)
+	}
+	if !populated {
+		return gone(t.Path, "has no process left")
 	}
 	return nil
 }

@@ -22,7 +22,15 @@ func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool)
 	w := root.Watch(events)
 	defer w.Close()
 	for {
-		frozen, err := readFrozen(root, cgPath)
+		// Through the watch's descriptor, which its arming read has
+		// read already: the file is not opened and read again.
+		var frozen bool
+		var err error
+		if content, ok := w.Read(); ok {
+			_, frozen, err = parseEvents(cgPath, content)
+		} else {
+			frozen, err = readFrozen(root, cgPath)
+		}
 		if err != nil {
 			return err
 		}
@@ -53,6 +61,12 @@ func readEvents(root *mount.Root, cgPath string) (populated, frozen bool, err er
 	if err != nil {
 		return false, false, err
 	}
+	return parseEvents(cgPath, events)
+}
+
+// parseEvents parses the populated and frozen lines of cgPath's
+// cgroup.events.
+func parseEvents(cgPath, events string) (populated, frozen bool, err error) {
 	found := false
 	for _, line := range strings.Split(events, "\n") {
 		k, v, ok := strings.Cut(line, " ")

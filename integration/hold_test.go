@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -320,6 +322,28 @@ func (h *harness) joinWorkload(cg *cgroup) *workload {
 	return w
 }
 
+// cloneInto starts a process that sleeps for long directly in cg, by
+// clone3(CLONE_INTO_CGROUP) as crun exec does, and returns its PID; it is
+// killed and reaped at the end of the test.
+func (h *harness) cloneInto(cg *cgroup) int {
+	h.t.Helper()
+	dir, err := os.Open(cg.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer dir.Close()
+	cmd := exec.Command(busybox, "sleep", "3600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd()), Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		h.t.Fatalf("clone a process into %s: %v", cg, err)
+	}
+	h.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd.Process.Pid
+}
+
 // inFlight is how long the children that a counting workload forked
 // before it was moved (usleep 10 ms, mv) may still run where they were.
 const inFlight = 50 * time.Millisecond
@@ -352,6 +376,36 @@ func TestHoldSubtreeRepairs(t *testing.T) {
 	})
 	r := l.waitReport("joined", tg.cg.rel)
 	t.Logf("joined: in the frozen child %v after it joined (hold's latency %v)", moved, r.Latency)
+
+	// crun exec, runc exec from 1.4: a process created in the target's own
+	// cgroup by clone3(CLONE_INTO_CGROUP), which writes no cgroup.procs
+	// (the inotify that sees a join by a write does not fire): the join
+	// scan finds it.
+	clonedAt := time.Now()
+	cloned := h.cloneInto(tg.cg)
+	for {
+		if cg, err := procCgroup(cloned, 2); err == nil && cg == child.rel {
+			break
+		}
+		if time.Since(clonedAt) > holdEndDeadline {
+			t.Fatalf("the process cloned into %s is not in the frozen child %v after it started", tg.cg, holdEndDeadline)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	movedCloned := time.Since(clonedAt)
+	var joins []freezer.HoldReport
+	for deadline := time.Now().Add(holdEndDeadline); len(joins) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second joined report within %v; reports %+v", holdEndDeadline, l.allReports())
+		}
+		joins = nil
+		for _, r := range l.allReports() {
+			if r.Kind == "repaired" && r.What == "joined" {
+				joins = append(joins, r)
+			}
+		}
+	}
+	t.Logf("joined by CLONE_INTO_CGROUP: in the frozen child %v after it started (hold's latency %v, within subtreeJoinScan)", movedCloned, joins[1].Latency)
 
 	// A child cgroup created during the hold, with a process.
 	created := h.child(tg.cg, "created")

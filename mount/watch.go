@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -25,6 +27,10 @@ import (
 // themselves.
 type Watcher struct {
 	f *os.File // nil: a timer (or a fake's eventfd)
+	// first is what the read that armed the watch read, until Read
+	// hands it out; ok tells that it was read.
+	first   []byte
+	firstOK bool
 	// fake: an eventfd that Fake.Notify writes to, on path p.
 	fake   *Fake
 	fakeFD int
@@ -53,7 +59,32 @@ func (r *Root) Watch(p string) *Watcher {
 
 func (w *Watcher) arm() {
 	var buf [512]byte
-	_, _ = unix.Pread(int(w.f.Fd()), buf[:], 0)
+	n, err := unix.Pread(int(w.f.Fd()), buf[:], 0)
+	if err == nil && n < len(buf) {
+		w.first, w.firstOK = append(w.first[:0], buf[:n]...), true
+	}
+}
+
+// Read returns the watched file's content without surrounding white space,
+// read from its start through the watch's own descriptor (which re-arms
+// the watch): the first call returns what the arming read at Watch read,
+// so a caller that reads right after Watch reads the file once. ok is
+// false when it cannot (a timer or a fake's watch, a read error, a file
+// longer than 512 bytes): the caller reads the file itself.
+func (w *Watcher) Read() (content string, ok bool) {
+	if w.f == nil {
+		return "", false
+	}
+	if w.firstOK {
+		w.firstOK = false
+		return strings.TrimSpace(string(w.first)), true
+	}
+	var buf [512]byte
+	n, err := unix.Pread(int(w.f.Fd()), buf[:], 0)
+	if err != nil || n == len(buf) {
+		return "", false
+	}
+	return strings.TrimSpace(string(buf[:n])), true
 }
 
 // Wait returns after the file changed or after d, whichever comes first.
@@ -113,27 +144,115 @@ func drainEventfd(fd int) {
 // that). Its descriptors are the process's: Wait may be called from any
 // goroutine, outside FS.Do; Add and Remove open and close files below a
 // Root, so inside Do.
+//
+// Everything it watches sits in one epoll instance of its own, which is
+// itself registered with the Go runtime's network poller: a Wait parks its
+// goroutine there instead of blocking an OS thread in poll(2). A thread
+// blocked in a system call keeps the runtime's monitor thread (sysmon)
+// waking every 20 µs to 10 ms to take its P back, which cost an idle hold
+// most of its CPU (docs/design.md, "The hold"); a parked goroutine lets
+// the whole process sleep until an event or a timer.
 type Notifier struct {
 	fake    *Fake
 	files   map[string]int // path -> fd (a fake's eventfd)
+	pathOf  map[int]string // fd -> path
 	owned   map[int]*os.File
 	ino     int            // inotify instance, -1 until a directory is added
 	dirs    map[string]int // path -> watch descriptor
 	dirOfWD map[int]string
+	// ep is the epoll instance (-1 if none could be made: Wait then
+	// sleeps), epf the same descriptor as the runtime's poller knows it,
+	// nil if the poller refused it (Wait then blocks in epoll_wait).
+	ep  int
+	epf *os.File
+	rc  syscall.RawConn
+	evs []unix.EpollEvent
 	// wake is an eventfd that Wake writes to, -1 if none; wakeMu keeps
 	// a Wake from another goroutine off a descriptor Close has closed
 	// (and the kernel may have given to another file).
 	wakeMu sync.Mutex
 	wake   int
+	// tick is a timerfd that ends a Wait every period (SetTick), -1 if
+	// none; ticked tells that it did since Ticked was last called.
+	tick   int
+	ticked bool
 }
 
 // NewNotifier returns a Notifier that watches nothing yet.
 func (r *Root) NewNotifier() *Notifier {
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	n := &Notifier{fake: r.fake, files: map[string]int{}, pathOf: map[int]string{}, owned: map[int]*os.File{}, ino: -1, dirs: map[string]int{}, dirOfWD: map[int]string{}, ep: -1, wake: -1, tick: -1}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		wake = -1
+		return n
 	}
-	return &Notifier{fake: r.fake, files: map[string]int{}, owned: map[int]*os.File{}, ino: -1, dirs: map[string]int{}, dirOfWD: map[int]string{}, wake: wake}
+	n.ep = ep
+	// Non-blocking, so that os.NewFile hands it to the runtime's poller
+	// (epoll_wait itself only heeds its timeout).
+	if unix.SetNonblock(ep, true) == nil {
+		f := os.NewFile(uintptr(ep), "epoll")
+		if rc, err := f.SyscallConn(); err == nil && f.SetReadDeadline(time.Time{}) == nil {
+			n.epf, n.rc = f, rc
+		} else {
+			// Not pollable: keep the descriptor, drop the File
+			// without closing it.
+			n.ep, err = unix.Dup(ep)
+			_ = f.Close()
+			if err != nil {
+				n.ep = -1
+				return n
+			}
+			unix.CloseOnExec(n.ep)
+		}
+	}
+	if wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+		if n.add(wake, unix.EPOLLIN) == nil {
+			n.wake = wake
+		} else {
+			_ = unix.Close(wake)
+		}
+	}
+	return n
+}
+
+// add puts fd into the epoll instance, for events.
+func (n *Notifier) add(fd int, events uint32) error {
+	if n.ep < 0 {
+		return errors.New("no epoll instance")
+	}
+	return unix.EpollCtl(n.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)})
+}
+
+// SetTick makes Wait return every period (Ticked then tells so), from a
+// timerfd in the Notifier's epoll instance: a periodic look that wakes
+// nothing but the goroutine that waits. A timer of the Go runtime would
+// also wake its monitor thread (sysmon), which sleeps until the next timer
+// when the process is idle: a second wake-up at every period.
+func (n *Notifier) SetTick(period time.Duration) error {
+	if n.ep < 0 || n.tick >= 0 {
+		return errors.New("no epoll instance, or a tick set already")
+	}
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("timerfd: %w", err)
+	}
+	ts := unix.NsecToTimespec(period.Nanoseconds())
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("timerfd: %w", err)
+	}
+	if err := n.add(fd, unix.EPOLLIN); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("epoll timerfd: %w", err)
+	}
+	n.tick = fd
+	return nil
+}
+
+// Ticked tells whether the tick (SetTick) came since the last call.
+func (n *Notifier) Ticked() bool {
+	t := n.ticked
+	n.ticked = false
+	return t
 }
 
 // Wake ends the Wait under way, or the next one, at once (with no change).
@@ -157,7 +276,11 @@ func (n *Notifier) AddFile(r *Root, p string) error {
 		if err != nil {
 			return err
 		}
-		n.files[p] = fd
+		if err := n.add(fd, unix.EPOLLIN); err != nil {
+			n.fake.unwatch(p, fd)
+			return fmt.Errorf("epoll %s: %w", p, err)
+		}
+		n.files[p], n.pathOf[fd] = fd, p
 		return nil
 	}
 	f, err := r.Open(p, unix.O_RDONLY)
@@ -165,7 +288,13 @@ func (n *Notifier) AddFile(r *Root, p string) error {
 		return err
 	}
 	fd := int(f.Fd())
-	n.files[p], n.owned[fd] = fd, f
+	// kernfs reports a change as POLLPRI|POLLERR (and the file as
+	// always readable, so not POLLIN).
+	if err := n.add(fd, unix.EPOLLPRI); err != nil {
+		_ = f.Close()
+		return &os.PathError{Op: "epoll_ctl", Path: p, Err: err}
+	}
+	n.files[p], n.pathOf[fd], n.owned[fd] = fd, p, f
 	var buf [512]byte
 	_, _ = unix.Pread(fd, buf[:], 0)
 	return nil
@@ -175,6 +304,19 @@ func (n *Notifier) AddFile(r *Root, p string) error {
 // or removed from it. It needs /proc (the directory is named to inotify as
 // /proc/self/fd/N, the mount being attached nowhere).
 func (n *Notifier) AddDir(r *Root, p string) error {
+	return n.addInotify(r, p, unix.IN_CREATE|unix.IN_DELETE|unix.IN_ONLYDIR, true)
+}
+
+// AddWrites watches the file p below r for write(2) calls to it (inotify's
+// IN_MODIFY), such as a PID written to cgroup.procs, which cgroupfs
+// notifies in no other way. A change the kernel makes without a write (a
+// process forked into the cgroup, or cloned into it with
+// CLONE_INTO_CGROUP) is not seen: callers still look now and then.
+func (n *Notifier) AddWrites(r *Root, p string) error {
+	return n.addInotify(r, p, unix.IN_MODIFY, false)
+}
+
+func (n *Notifier) addInotify(r *Root, p string, mask uint32, dir bool) error {
 	if _, ok := n.dirs[p]; ok {
 		return nil
 	}
@@ -183,14 +325,22 @@ func (n *Notifier) AddDir(r *Root, p string) error {
 		if err != nil {
 			return fmt.Errorf("inotify: %w", err)
 		}
+		if err := n.add(fd, unix.EPOLLIN); err != nil {
+			_ = unix.Close(fd)
+			return fmt.Errorf("epoll inotify: %w", err)
+		}
 		n.ino = fd
 	}
-	dir, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	flags := unix.O_RDONLY
+	if dir {
+		flags |= unix.O_DIRECTORY
+	}
+	f, err := r.Open(p, flags)
 	if err != nil {
 		return err
 	}
-	defer dir.Close()
-	wd, err := unix.InotifyAddWatch(n.ino, "/proc/self/fd/"+strconv.Itoa(int(dir.Fd())), unix.IN_CREATE|unix.IN_DELETE|unix.IN_ONLYDIR)
+	defer f.Close()
+	wd, err := unix.InotifyAddWatch(n.ino, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), mask)
 	if err != nil {
 		return &os.PathError{Op: "inotify_add_watch", Path: p, Err: err}
 	}
@@ -203,6 +353,8 @@ func (n *Notifier) AddDir(r *Root, p string) error {
 func (n *Notifier) Remove(p string) {
 	if fd, ok := n.files[p]; ok {
 		delete(n.files, p)
+		delete(n.pathOf, fd)
+		_ = unix.EpollCtl(n.ep, unix.EPOLL_CTL_DEL, fd, nil)
 		if n.fake != nil {
 			n.fake.unwatch(p, fd)
 		} else {
@@ -229,65 +381,85 @@ func (n *Notifier) Watching(p string) bool {
 // directory's events drained, before Wait returns: a change after that
 // wakes the next Wait.
 func (n *Notifier) Wait(d time.Duration) ([]string, error) {
-	fds := make([]unix.PollFd, 0, len(n.files)+1)
-	paths := make([]string, 0, len(n.files))
-	for p, fd := range n.files {
-		ev := int16(unix.POLLPRI)
-		if n.fake != nil {
-			ev = unix.POLLIN
-		}
-		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: ev})
-		paths = append(paths, p)
-	}
-	ino, wake := -1, -1
-	if n.ino >= 0 {
-		ino = len(fds)
-		fds = append(fds, unix.PollFd{Fd: int32(n.ino), Events: unix.POLLIN})
-	}
-	if n.wake >= 0 {
-		wake = len(fds)
-		fds = append(fds, unix.PollFd{Fd: int32(n.wake), Events: unix.POLLIN})
-	}
-	ms := int(d.Milliseconds())
-	if d > 0 && ms == 0 {
-		ms = 1
-	}
-	if len(fds) == 0 {
+	if n.ep < 0 {
 		time.Sleep(d)
 		return nil, nil
 	}
-	k, err := unix.Poll(fds, ms)
-	if err != nil {
-		if errors.Is(err, unix.EINTR) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("poll: %w", err)
+	if want := len(n.files) + 3; len(n.evs) < want {
+		n.evs = make([]unix.EpollEvent, want)
 	}
-	if k == 0 {
-		return nil, nil
+	got, err := n.epollWait(d)
+	if err != nil || got == 0 {
+		return nil, err
 	}
 	var changed []string
-	for i, pfd := range fds {
-		if pfd.Revents == 0 {
-			continue
-		}
-		switch i {
-		case ino:
+	for _, ev := range n.evs[:got] {
+		fd := int(ev.Fd)
+		switch fd {
+		case n.ino:
 			changed = append(changed, n.drainInotify()...)
 			continue
-		case wake:
+		case n.wake:
 			drainEventfd(n.wake)
 			continue
+		case n.tick:
+			drainEventfd(n.tick) // a timerfd reads as 8 bytes too
+			n.ticked = true
+			continue
 		}
-		changed = append(changed, paths[i])
+		p, ok := n.pathOf[fd]
+		if !ok {
+			continue
+		}
+		changed = append(changed, p)
 		if n.fake != nil {
-			drainEventfd(int(pfd.Fd))
+			drainEventfd(fd)
 		} else {
 			var buf [512]byte
-			_, _ = unix.Pread(int(pfd.Fd), buf[:], 0)
+			_, _ = unix.Pread(fd, buf[:], 0)
 		}
 	}
 	return changed, nil
+}
+
+// epollWait waits up to d for events into n.evs and returns how many came.
+func (n *Notifier) epollWait(d time.Duration) (int, error) {
+	wait := func(ms int) (int, error) {
+		k, err := unix.EpollWait(n.ep, n.evs, ms)
+		if errors.Is(err, unix.EINTR) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("epoll_wait: %w", err)
+		}
+		return k, nil
+	}
+	if d <= 0 {
+		return wait(0)
+	}
+	if n.rc == nil {
+		ms := int(d.Milliseconds())
+		if ms == 0 {
+			ms = 1
+		}
+		return wait(ms)
+	}
+	if err := n.epf.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return 0, fmt.Errorf("epoll deadline: %w", err)
+	}
+	var got int
+	var werr error
+	err := n.rc.Read(func(uintptr) bool {
+		got, werr = wait(0)
+		return got > 0 || werr != nil
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wait for epoll: %w", err)
+	}
+	return got, werr
 }
 
 // drainInotify reads the pending inotify events and returns the directories
@@ -336,5 +508,16 @@ func (n *Notifier) Close() {
 		go unix.Close(n.ino)
 		n.ino = -1
 	}
+	if n.tick >= 0 {
+		_ = unix.Close(n.tick)
+		n.tick = -1
+	}
+	switch {
+	case n.epf != nil:
+		_ = n.epf.Close()
+	case n.ep >= 0:
+		_ = unix.Close(n.ep)
+	}
+	n.ep, n.epf, n.rc = -1, nil, nil
 	n.dirs, n.dirOfWD = map[string]int{}, map[int]string{}
 }

@@ -2,6 +2,7 @@ package procs
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -84,15 +85,14 @@ func ParseCgroups(r io.Reader) (Cgroups, error) {
 // wrapping ErrNoProcess when the process does not exist.
 func ReadCgroups(procRoot string, pid int) (Cgroups, error) {
 	path := filepath.Join(procRoot, strconv.Itoa(pid), "cgroup")
-	f, err := os.Open(path)
+	b, err := readFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
 			return Cgroups{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 		}
 		return Cgroups{}, err
 	}
-	defer f.Close()
-	c, err := ParseCgroups(f)
+	c, err := ParseCgroups(bytes.NewReader(b))
 	if err != nil {
 		if errors.Is(err, errESRCH) {
 			return Cgroups{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
