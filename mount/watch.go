@@ -96,17 +96,16 @@ func (w *Watcher) Wait(d time.Duration) {
 		time.Sleep(d)
 		return
 	}
-	ms := int(d.Milliseconds())
-	if ms == 0 {
-		ms = 1
-	}
+	// ppoll, not poll: a wait shorter than a millisecond (a freeze's first
+	// look again, freezer.waitFrozen) must not round up to one.
+	ts := unix.NsecToTimespec(d.Nanoseconds())
 	fds := []unix.PollFd{{Events: unix.POLLPRI}}
 	if w.fake != nil {
 		fds[0] = unix.PollFd{Fd: int32(w.fakeFD), Events: unix.POLLIN}
 	} else {
 		fds[0].Fd = int32(w.f.Fd())
 	}
-	n, err := unix.Poll(fds, ms)
+	n, err := unix.Ppoll(fds, &ts, nil)
 	if err != nil && !errors.Is(err, unix.EINTR) {
 		time.Sleep(d)
 		return
