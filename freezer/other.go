@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ var ErrNotLinux = errors.New("the cgroup freezer works on Linux only")
 var (
 	ErrTargetGone    = errors.New("target gone")
 	ErrThawedByOther = errors.New("target thawed by another")
+	ErrNotAdoptable  = errors.New("the freeze cannot be taken over")
 )
 
 // ChildPrefix starts the name of the child cgroup a subtree freeze makes.
@@ -118,6 +120,16 @@ func (f *Frozen) Thaw(ctx context.Context) error { return notLinux("thaw") }
 
 // Abandon does nothing off Linux.
 func (f *Frozen) Abandon() {}
+
+// HandOver fails off Linux.
+func (f *Frozen) HandOver(holder int, send func(lock *os.File) error) error {
+	return notLinux("hand over")
+}
+
+// Adopt fails off Linux.
+func Adopt(t *Target, lock *os.File, processes int) (*Frozen, error) {
+	return nil, notLinux("adopt a freeze")
+}
 
 // Hold fails off Linux.
 func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error { return notLinux("hold") }
