@@ -166,7 +166,7 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 		return exitOK
 	}
 	if word.Kind == agent.MsgFreeze {
-		return runAdopted(c, ev, log, sigs, stdin, link, word.Intent)
+		return runAdopted(c, ev, log, sigs, stdin, link, word.Intent, word.Files)
 	}
 	defer finish(link, log, &code)
 	target, err := resolveIntent(c, word.Intent)
@@ -186,10 +186,26 @@ func runHolder(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Si
 // runAdopted is the holder on the fast path, after the supervisor's
 // intent: the guard of the supervisor's freeze until the hand-over, then
 // the holder of the freeze it adopts.
-func runAdopted(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Signal, stdin io.Reader, link *agent.Link, in agent.Intent) (code int) {
+func runAdopted(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.Signal, stdin io.Reader, link *agent.Link, in agent.Intent, files []*os.File) (code int) {
 	if err := faults.Point("holder:intent"); err != nil {
 		log.Warn().Err(err).Msg("fault injected after the intent")
 	}
+	// The holder reaches the target through the supervisor's mount,
+	// passed with the intent: it does not resolve it again, and does not
+	// depend on the process it was resolved from, which may die meanwhile
+	// (a frozen v2 process still dies of SIGKILL).
+	t, err := freezer.Open(in.Handle, c.procRoot, files)
+	for _, f := range files {
+		_ = f.Close()
+	}
+	if err != nil {
+		// No guard without the target: end without "done", before
+		// anything is handed over; the supervisor rolls its freeze
+		// back (agent.FreezeFirst).
+		link.Leave()
+		return fail(ev, log, fmt.Errorf("reach the target the supervisor resolved: %w", err))
+	}
+	defer closeTarget(t, log)
 	handover, lock, err := link.AwaitHandover()
 	switch {
 	case errors.Is(err, agent.ErrAborted):
@@ -201,12 +217,7 @@ func runAdopted(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.S
 		// freezing role's: the guard must survive them.
 		faults.Disable()
 		log.Warn().Err(err).Msg("recovering the target")
-		target, rerr := resolveIntent(c, in)
-		if rerr != nil {
-			return fail(ev, log, fmt.Errorf("%w; and the target cannot be recovered: %w", err, rerr))
-		}
-		defer closeTarget(target, log)
-		if rerr := agent.RecoverIntent(target, c.timeout, ev); rerr != nil {
+		if rerr := agent.RecoverIntent(t, c.timeout, ev); rerr != nil {
 			return fail(ev, log, fmt.Errorf("%w; and the recovery failed: %w", err, rerr))
 		}
 		return agent.ExitCode(err)
@@ -220,14 +231,7 @@ func runAdopted(c config, ev *agent.Writer, log zerolog.Logger, sigs <-chan os.S
 	if err := faults.Point("holder:adopt"); err != nil {
 		log.Warn().Err(err).Msg("fault injected before the adoption")
 	}
-	target, err := resolveIntent(c, in)
-	if err != nil {
-		_ = lock.Close()
-		link.Leave()
-		return fail(ev, log, fmt.Errorf("take the hold over: %w", err))
-	}
-	defer closeTarget(target, log)
-	frozen, err := freezer.Adopt(target, lock, handover.Processes)
+	frozen, err := freezer.Adopt(t, lock, handover.Processes)
 	if err != nil {
 		link.Leave()
 		return fail(ev, log, fmt.Errorf("take the hold over: %w", err))

@@ -146,15 +146,21 @@ func (r channelReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SendFile writes one message with f passed beside it (SCM_RIGHTS): the
-// far end takes it with TakeFile once it has read the message. f stays
-// open here; the far end gets its own descriptor of the same open file
-// (and of any flock(2) on it).
-func (c *Channel) SendFile(m Message, f *os.File) error {
+// maxPassed bounds the descriptors passed with one message.
+const maxPassed = 4
+
+// SendFile writes one message with files passed beside it (SCM_RIGHTS):
+// the far end takes them with TakeFile, in order, once it has read the
+// message. The files stay open here; the far end gets descriptors of its
+// own of the same open files (and of any flock(2) on them).
+func (c *Channel) SendFile(m Message, files ...*os.File) error {
+	if len(files) == 0 || len(files) > maxPassed {
+		return fmt.Errorf("send %q: %d descriptors, want 1 to %d", m.String(), len(files), maxPassed)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := writeWithFile(c.f, m.encode(), f); err != nil {
-		return fmt.Errorf("send %q with a descriptor: %w", m.String(), err)
+	if err := writeWithFiles(c.f, m.encode(), files); err != nil {
+		return fmt.Errorf("send %q with descriptors: %w", m.String(), err)
 	}
 	return nil
 }

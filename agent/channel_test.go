@@ -121,7 +121,7 @@ func TestLinkSupervisorGone(t *testing.T) {
 	if err := sup.Send(Message{Kind: MsgGo, Arg: `{"pid":7,"path":"/x"}`}); err != nil {
 		t.Fatal(err)
 	}
-	if w, err := link.AwaitWord(); err != nil || w.Kind != MsgGo || w.Intent != (Intent{PID: 7, Path: "/x"}) {
+	if w, err := link.AwaitWord(); err != nil || w.Kind != MsgGo || w.Intent.PID != 7 || w.Intent.Path != "/x" {
 		t.Fatalf("AwaitWord() = %+v, %v", w, err)
 	}
 	if err := sup.Send(Message{Kind: MsgEnd, Arg: LeaseParent}); err != nil {

@@ -23,12 +23,13 @@ import (
 // the supervisor guards it. The holder's start and its own resolution are
 // off the path from exec to "frozen".
 
-// Intent names the target the supervisor resolved: the holder resolves it
-// again from PID (when it must recover it or adopt its freeze) and checks
-// that it finds Path.
+// Intent names the target the supervisor resolved. With "freeze", the
+// holder reaches it through the supervisor's mount, passed beside it
+// (freezer.Share, freezer.Open: Word.Files), to recover it or to adopt its
+// freeze; with "go" (the slow path) it resolves it again from PID and
+// checks that it finds Path.
 type Intent struct {
-	PID  int    `json:"pid"`
-	Path string `json:"path"`
+	freezer.Handle
 }
 
 // Handover is what the holder needs, besides the lock, to take a freeze
@@ -52,6 +53,9 @@ type Word struct {
 	// supervisor freezes and hands the hold over: AwaitHandover next).
 	Kind   string
 	Intent Intent
+	// Files, with "freeze", are the files freezer.Open needs; the caller
+	// closes them.
+	Files []*os.File
 }
 
 // AwaitWord waits for the supervisor's first word: "go" or "freeze", with
@@ -75,6 +79,16 @@ func (l *Link) AwaitWord() (Word, error) {
 			}
 			if m.Kind == MsgGo {
 				go l.watch()
+				return w, nil
+			}
+			n := 1
+			if w.Intent.EnteredNamespace {
+				n = 2
+			}
+			for range n {
+				if f := l.ch.TakeFile(); f != nil {
+					w.Files = append(w.Files, f)
+				}
 			}
 			return w, nil
 		case m.Kind == MsgAbort:
@@ -156,9 +170,19 @@ func RecoverIntent(t *freezer.Target, timeout time.Duration, ev *Writer) error {
 	return nil
 }
 
-// intend tells the holder what the supervisor is about to freeze.
+// intend tells the holder what the supervisor is about to freeze, and
+// passes it the target's mount (freezer.Share).
 func (h *HolderProcess) intend(t *freezer.Target) error {
-	return h.ch.Send(Message{Kind: MsgFreeze, Arg: encodeJSON(Intent{PID: t.PID, Path: t.Path})})
+	handle, files, err := t.Share()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}()
+	return h.ch.SendFile(Message{Kind: MsgFreeze, Arg: encodeJSON(Intent{handle})}, files...)
 }
 
 // FreezeFirst is the supervisor's side of a freeze on the fast path: with
@@ -174,6 +198,10 @@ func (h *HolderProcess) intend(t *freezer.Target) error {
 // ExitHolderDied, as if the holder had died a moment later.
 func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *Writer, log zerolog.Logger, sigs <-chan os.Signal) (int, error) {
 	if err := h.intend(t); err != nil {
+		if !peerClosed(h.ch.f) {
+			h.Abort()
+			return 0, err
+		}
 		// The holder died before anything changed: as a holder that
 		// died before its word, the guard finds nothing to undo.
 		log.Warn().Err(err).Msg("telling the holder the intent")

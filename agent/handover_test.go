@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgfreeze/cgfreeze/freezer"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,10 +55,15 @@ func TestHandoverPassesLock(t *testing.T) {
 	sup, hold := pair(t)
 	link := NewLink(hold, testLogger(t))
 	lock, dir := lockedDir(t)
-	in := Intent{PID: 42, Path: "/my pod/ctr"}
-	if err := sup.Send(Message{Kind: MsgFreeze, Arg: encodeJSON(in)}); err != nil {
+	in := Intent{freezer.Handle{PID: 42, Path: "/my pod/ctr", Version: 2, Strategy: freezer.StrategyDirect}}
+	mnt, err := os.Open(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := sup.SendFile(Message{Kind: MsgFreeze, Arg: encodeJSON(in)}, mnt); err != nil {
+		t.Fatal(err)
+	}
+	_ = mnt.Close()
 	at := time.Unix(1700000000, 123)
 	if err := sup.SendFile(Message{Kind: MsgHold, Arg: encodeJSON(Handover{Processes: 1000, FrozenAt: at.UnixNano()})}, lock); err != nil {
 		t.Fatal(err)
@@ -67,9 +73,15 @@ func TestHandoverPassesLock(t *testing.T) {
 		t.Fatal("the lock was released when the sender closed its copy, with the descriptor in flight")
 	}
 	w, err := link.AwaitWord()
-	if err != nil || w.Kind != MsgFreeze || w.Intent != in {
+	if err != nil || w.Kind != MsgFreeze || w.Intent.PID != 42 || w.Intent.Path != in.Path || w.Intent.Strategy != freezer.StrategyDirect {
 		t.Fatalf("AwaitWord() = %+v, %v; want the intent %+v", w, err, in)
 	}
+	// The intent's file (the supervisor's mount) comes with it, the
+	// lock with the hand-over: each message takes its own.
+	if len(w.Files) != 1 {
+		t.Fatalf("AwaitWord() gave %d files with the intent, want 1", len(w.Files))
+	}
+	_ = w.Files[0].Close()
 	h, got, err := link.AwaitHandover()
 	if err != nil {
 		t.Fatalf("AwaitHandover(): %v", err)
@@ -147,7 +159,7 @@ func TestAwaitWordSkipsMalformed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if w, err := link.AwaitWord(); err != nil || w.Intent != (Intent{PID: 3, Path: "/"}) {
+	if w, err := link.AwaitWord(); err != nil || w.Intent.PID != 3 || w.Intent.Path != "/" {
 		t.Errorf("AwaitWord() = %+v, %v; want the third word", w, err)
 	}
 }

@@ -77,7 +77,7 @@ func (h *HolderProcess) Proceed(t *freezer.Target) error {
 		return nil
 	}
 	h.told = true
-	return h.ch.Send(Message{Kind: MsgGo, Arg: encodeJSON(Intent{PID: t.PID, Path: t.Path})})
+	return h.ch.Send(Message{Kind: MsgGo, Arg: encodeJSON(Intent{freezer.Handle{PID: t.PID, Path: t.Path}})})
 }
 
 // Abort tells the holder that the supervisor gave up before anything

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,7 +46,7 @@ func readWithFiles(f *os.File, p []byte) (n int, files []*os.File, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	oob := make([]byte, unix.CmsgSpace(4*maxPassed))
 	var oobn int
 	cerr := rc.Read(func(fd uintptr) bool {
 		for {
@@ -83,39 +84,35 @@ func readWithFiles(f *os.File, p []byte) (n int, files []*os.File, err error) {
 	return n, files, nil
 }
 
-// writeWithFile writes b with sendmsg(2), passing file's descriptor with
-// it (SCM_RIGHTS).
-func writeWithFile(f *os.File, b []byte, file *os.File) error {
+// writeWithFiles writes b with sendmsg(2), passing the descriptors of
+// files with it (SCM_RIGHTS).
+func writeWithFiles(f *os.File, b []byte, files []*os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	frc, err := file.SyscallConn()
-	if err != nil {
-		return err
+	fds := make([]int, len(files))
+	for i, file := range files {
+		fds[i] = int(file.Fd())
 	}
+	oob := unix.UnixRights(fds...)
 	var serr error
-	cerr := frc.Control(func(pfd uintptr) {
-		oob := unix.UnixRights(int(pfd))
-		cerr := rc.Write(func(fd uintptr) bool {
-			for {
-				var n int
-				n, serr = unix.SendmsgN(int(fd), b, oob, nil, unix.MSG_NOSIGNAL)
-				if errors.Is(serr, unix.EINTR) {
-					continue
-				}
-				if serr == nil && n < len(b) {
-					// The descriptor went with the first byte; the
-					// rest is plain data.
-					_, serr = unix.Write(int(fd), b[n:])
-				}
-				return true
+	cerr := rc.Write(func(fd uintptr) bool {
+		for {
+			var n int
+			n, serr = unix.SendmsgN(int(fd), b, oob, nil, unix.MSG_NOSIGNAL)
+			if errors.Is(serr, unix.EINTR) {
+				continue
 			}
-		})
-		if serr == nil {
-			serr = cerr
+			if serr == nil && n < len(b) {
+				// The descriptors went with the first byte; the rest
+				// is plain data.
+				_, serr = unix.Write(int(fd), b[n:])
+			}
+			return true
 		}
 	})
+	runtime.KeepAlive(files)
 	if cerr != nil {
 		return cerr
 	}

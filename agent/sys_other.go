@@ -29,8 +29,8 @@ func readWithFiles(f *os.File, p []byte) (int, []*os.File, error) {
 	return n, nil, err
 }
 
-// writeWithFile fails off Linux.
-func writeWithFile(f *os.File, b []byte, file *os.File) error { return ErrNotLinux }
+// writeWithFiles fails off Linux.
+func writeWithFiles(f *os.File, b []byte, files []*os.File) error { return ErrNotLinux }
 
 // peerClosed is unknown (false) off Linux.
 func peerClosed(f *os.File) bool { return false }

@@ -160,3 +160,78 @@ func sameDirectory(root *mount.Root, cgPath string, lock *os.File) error {
 	}
 	return nil
 }
+
+// Handle is what another process needs to reach a resolved target without
+// resolving it again (Share, Open): the holder that takes a hold over
+// reaches the target through the supervisor's mount, so that it does not
+// depend on the process the target was resolved from, which may die
+// meanwhile (a frozen v2 process still dies of SIGKILL).
+type Handle struct {
+	PID              int      `json:"pid"`
+	ContainerID      string   `json:"container_id,omitempty"`
+	Version          int      `json:"version"`
+	Path             string   `json:"path"`
+	Strategy         Strategy `json:"strategy"`
+	EnteredNamespace bool     `json:"entered_namespace,omitempty"`
+	Controllers      []string `json:"controllers,omitempty"`
+}
+
+// Share returns t's handle and the files another process needs to Open it:
+// the root directory of t's mount and, for a target resolved in its own
+// cgroup namespace, that namespace. The caller closes the files once they
+// are passed.
+func (t *Target) Share() (Handle, []*os.File, error) {
+	h := Handle{PID: t.PID, ContainerID: t.ContainerID, Version: t.Version, Path: t.Path,
+		Strategy: t.Strategy, EnteredNamespace: t.EnteredNamespace, Controllers: t.spec.Controllers}
+	var root *os.File
+	err := t.fs.Do(func(r *mount.Root) error {
+		var err error
+		root, err = r.Open("/", unix.O_RDONLY|unix.O_DIRECTORY)
+		return err
+	})
+	if err != nil {
+		return Handle{}, nil, fmt.Errorf("open the root of the cgroup mount of %s: %w", t.Path, err)
+	}
+	files := []*os.File{root}
+	if t.EnteredNamespace {
+		ns, err := os.Open(t.mopts.CgroupNamespace)
+		if err != nil {
+			_ = root.Close()
+			return Handle{}, nil, fmt.Errorf("open the target's cgroup namespace: %w", err)
+		}
+		files = append(files, ns)
+	}
+	return h, files, nil
+}
+
+// Open reaches the target that another process resolved and shared
+// (Share): h and files as Share gave them (the files stay the caller's to
+// close), procRoot the proc filesystem this process sees the target's
+// processes in. It changes nothing and checks nothing more: the target is
+// the one the other process resolved.
+func Open(h Handle, procRoot string, files []*os.File) (*Target, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	want := 1
+	if h.EnteredNamespace {
+		want = 2
+	}
+	if len(files) != want || h.Path == "" || (h.Version != 1 && h.Version != 2) {
+		return nil, fmt.Errorf("open a shared target: %d files for %+v", len(files), h)
+	}
+	spec := mount.Spec{Version: h.Version, Controllers: h.Controllers}
+	mopts := mount.Options{Root: files[0]}
+	if h.EnteredNamespace {
+		// The mount's thread enters the namespace, as Resolve's did: a
+		// migration between cgroups must be written from a namespace
+		// that holds both.
+		mopts.CgroupNamespace = fmt.Sprintf("/proc/self/fd/%d", files[1].Fd())
+	}
+	fs, err := mount.Open(spec, mopts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &Target{PID: h.PID, ContainerID: h.ContainerID, Version: h.Version, Path: h.Path, Strategy: h.Strategy,
+		EnteredNamespace: h.EnteredNamespace, procRoot: procRoot, fs: fs, spec: spec}, nil
+}

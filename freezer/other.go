@@ -126,6 +126,27 @@ func (f *Frozen) HandOver(holder int, send func(lock *os.File) error) error {
 	return notLinux("hand over")
 }
 
+// Handle is what another process needs to reach a resolved target.
+type Handle struct {
+	PID              int      `json:"pid"`
+	ContainerID      string   `json:"container_id,omitempty"`
+	Version          int      `json:"version"`
+	Path             string   `json:"path"`
+	Strategy         Strategy `json:"strategy"`
+	EnteredNamespace bool     `json:"entered_namespace,omitempty"`
+	Controllers      []string `json:"controllers,omitempty"`
+}
+
+// Share fails off Linux.
+func (t *Target) Share() (Handle, []*os.File, error) {
+	return Handle{}, nil, notLinux("share the target")
+}
+
+// Open fails off Linux.
+func Open(h Handle, procRoot string, files []*os.File) (*Target, error) {
+	return nil, notLinux("open a shared target")
+}
+
 // Adopt fails off Linux.
 func Adopt(t *Target, lock *os.File, processes int) (*Frozen, error) {
 	return nil, notLinux("adopt a freeze")

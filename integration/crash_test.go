@@ -74,6 +74,9 @@ func TestWatchdog(t *testing.T) {
 			r := tg.start("")
 			r.waitEvent("frozen")
 			tg.requireFrozen("frozen")
+			// A holder killed before the hand-over: TestFaults'
+			// holder:adopt.
+			tg.waitHandedOver(r)
 			holder, supervisor := tg.holderPid(r), r.cgfreezePid()
 			killed := time.Now()
 			if err := syscall.Kill(r.holderProcess(), syscall.SIGKILL); err != nil {
