@@ -268,11 +268,18 @@ func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev 
 	// faults injected into the holder.
 	faults.Disable()
 	if err := frozen.HandOver(h.PID(), func(lock *os.File) error { return h.ch.SendFile(msg, lock) }); err != nil {
-		log.Warn().Err(err).Msg("the holder died before it took the hold over: thawing")
+		died := peerClosed(h.ch.f)
+		log.Warn().Err(err).Bool("holder_gone", died).Msg("the hold could not be handed over: thawing")
 		thawStart := time.Now()
-		if err := thawWithin(timeout, t, frozen); err != nil {
+		if terr := thawWithin(timeout, t, frozen); terr != nil {
 			h.Abort()
-			return 0, err
+			return 0, terr
+		}
+		if !died {
+			// The holder lives (the mark could not be rewritten):
+			// it is told to end, and the run fails.
+			h.Abort()
+			return 0, fmt.Errorf("hand the hold over to the holder (the target was thawed): %w", err)
 		}
 		e := Base(t)
 		e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonWatchdog
