@@ -225,11 +225,12 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 	if cmd == holdCommand {
 		return runHolder(c, ev, log, sigs, stdin)
 	}
-	// A freeze of a PID starts its holder at once, to resolve the target
-	// at the same time as the supervisor (supervisor.go, startHolder).
+	// A freeze starts its holder at once, so that its start runs beside
+	// the supervisor's resolution (supervisor.go, startHolder): it is the
+	// guard of the supervisor's own freeze (agent.FreezeFirst).
 	var early *agent.HolderProcess
-	if cmd == "freeze" && c.containerID == "" && earlyHolder && procs.Exists(c.procRoot, c.pid) {
-		faults.Disable()
+	if cmd == "freeze" && earlyHolder && (c.containerID != "" || procs.Exists(c.procRoot, c.pid)) {
+		faults.First()
 		var err error
 		if early, err = startHolder(c, stdin, stdout, stderr); err != nil {
 			return fail(ev, log, err)

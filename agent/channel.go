@@ -19,9 +19,18 @@ import (
 // with a space). Messages:
 //
 //	supervisor -> holder: "go <path>"  the supervisor resolved the target at path: go on
-//	                      "abort"      the supervisor gave up before anything changed
+//	                                   (the slow path: the holder freezes)
+//	                      "freeze <intent>" the supervisor resolved the target and freezes
+//	                                   it itself now (the fast path): the holder is the
+//	                                   guard until the hand-over (Intent, JSON)
+//	                      "hold <handover>" the target is frozen and the "frozen" event out:
+//	                                   the holder takes the hold over (Handover, JSON),
+//	                                   with the holder's lock passed beside it (SCM_RIGHTS)
+//	                      "abort"      the supervisor gave up, and undid what it had done
 //	                      "end <lease>" a lease the supervisor watches ended (parent)
-//	holder -> supervisor: "done <code>" the target is known to be thawed; the holder
+//	holder -> supervisor: "ready"      the holder runs and catches signals: the
+//	                                   supervisor forwards them from now on
+//	                      "done <code>" the target is known to be thawed; the holder
 //	                                    ends with code
 //
 // The far end closing (EOF) is the other process's death, whatever killed
@@ -31,10 +40,13 @@ const ChannelFD = 3
 
 // Message kinds.
 const (
-	MsgGo    = "go"
-	MsgAbort = "abort"
-	MsgEnd   = "end"
-	MsgDone  = "done"
+	MsgGo     = "go"
+	MsgFreeze = "freeze"
+	MsgHold   = "hold"
+	MsgAbort  = "abort"
+	MsgEnd    = "end"
+	MsgReady  = "ready"
+	MsgDone   = "done"
 )
 
 // maxMessage bounds a message line: a cgroup path is at most a few KiB.
@@ -107,11 +119,63 @@ type Channel struct {
 	f   *os.File
 	r   *bufio.Reader
 	wmu sync.Mutex
+	// files are the descriptors received beside the messages read so
+	// far (SCM_RIGHTS), oldest first, until TakeFile takes them.
+	fmu   sync.Mutex
+	files []*os.File
 }
 
 // NewChannel wraps one end of the channel.
 func NewChannel(f *os.File) *Channel {
-	return &Channel{f: f, r: bufio.NewReaderSize(f, 4096)}
+	c := &Channel{f: f}
+	c.r = bufio.NewReaderSize(channelReader{c}, 4096)
+	return c
+}
+
+// channelReader reads the channel's bytes and keeps the descriptors that
+// come with them (readWithFiles).
+type channelReader struct{ c *Channel }
+
+func (r channelReader) Read(p []byte) (int, error) {
+	n, files, err := readWithFiles(r.c.f, p)
+	if len(files) > 0 {
+		r.c.fmu.Lock()
+		r.c.files = append(r.c.files, files...)
+		r.c.fmu.Unlock()
+	}
+	return n, err
+}
+
+// maxPassed bounds the descriptors passed with one message.
+const maxPassed = 4
+
+// SendFile writes one message with files passed beside it (SCM_RIGHTS):
+// the far end takes them with TakeFile, in order, once it has read the
+// message. The files stay open here; the far end gets descriptors of its
+// own of the same open files (and of any flock(2) on them).
+func (c *Channel) SendFile(m Message, files ...*os.File) error {
+	if len(files) == 0 || len(files) > maxPassed {
+		return fmt.Errorf("send %q: %d descriptors, want 1 to %d", m.String(), len(files), maxPassed)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := writeWithFiles(c.f, m.encode(), files); err != nil {
+		return fmt.Errorf("send %q with descriptors: %w", m.String(), err)
+	}
+	return nil
+}
+
+// TakeFile returns the oldest descriptor received beside the messages read
+// so far, or nil; the caller owns it.
+func (c *Channel) TakeFile() *os.File {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if len(c.files) == 0 {
+		return nil
+	}
+	f := c.files[0]
+	c.files = c.files[1:]
+	return f
 }
 
 // ErrNoChannel: the process has no inherited channel at ChannelFD.
@@ -154,5 +218,11 @@ func (c *Channel) Receive() (Message, error) {
 	return parseMessage(string(line[:len(line)-1]))
 }
 
-// Close closes this end: the far end reads EOF.
-func (c *Channel) Close() error { return c.f.Close() }
+// Close closes this end (the far end reads EOF) and the descriptors
+// received and not taken.
+func (c *Channel) Close() error {
+	for f := c.TakeFile(); f != nil; f = c.TakeFile() {
+		_ = f.Close()
+	}
+	return c.f.Close()
+}

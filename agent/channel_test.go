@@ -118,11 +118,11 @@ func TestChannelTooLong(t *testing.T) {
 func TestLinkSupervisorGone(t *testing.T) {
 	sup, hold := pair(t)
 	link := NewLink(hold, testLogger(t))
-	if err := sup.Send(Message{Kind: MsgGo, Arg: "/x"}); err != nil {
+	if err := sup.Send(Message{Kind: MsgGo, Arg: `{"pid":7,"path":"/x"}`}); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := link.AwaitGo(); err != nil || p != "/x" {
-		t.Fatalf("AwaitGo() = %q, %v", p, err)
+	if w, err := link.AwaitWord(); err != nil || w.Kind != MsgGo || w.Intent.PID != 7 || w.Intent.Path != "/x" {
+		t.Fatalf("AwaitWord() = %+v, %v", w, err)
 	}
 	if err := sup.Send(Message{Kind: MsgEnd, Arg: LeaseParent}); err != nil {
 		t.Fatal(err)
@@ -134,20 +134,20 @@ func TestLinkSupervisorGone(t *testing.T) {
 	<-link.Gone()
 }
 
-func TestLinkAwaitGo(t *testing.T) {
+func TestLinkAwaitWord(t *testing.T) {
 	sup, hold := pair(t)
 	link := NewLink(hold, testLogger(t))
 	if err := sup.Send(Message{Kind: MsgAbort}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := link.AwaitGo(); !errors.Is(err, ErrAborted) {
-		t.Errorf("AwaitGo() after abort = %v, want ErrAborted", err)
+	if _, err := link.AwaitWord(); !errors.Is(err, ErrAborted) {
+		t.Errorf("AwaitWord() after abort = %v, want ErrAborted", err)
 	}
 	sup2, hold2 := pair(t)
 	link2 := NewLink(hold2, testLogger(t))
 	_ = sup2.Close()
-	if _, err := link2.AwaitGo(); !errors.Is(err, ErrSupervisorGone) {
-		t.Errorf("AwaitGo() after the supervisor closed = %v, want ErrSupervisorGone", err)
+	if _, err := link2.AwaitWord(); !errors.Is(err, ErrSupervisorGone) {
+		t.Errorf("AwaitWord() after the supervisor closed = %v, want ErrSupervisorGone", err)
 	}
 }
 

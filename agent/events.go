@@ -37,7 +37,7 @@ type Writer struct {
 
 	mu     sync.Mutex // guards closed against Emit's send
 	closed bool
-	queue  chan contract.Event
+	queue  chan queued
 
 	dropped atomic.Int64 // events dropped since the last report
 	// queued counts the events queued (under mu); handled those the
@@ -71,7 +71,7 @@ func NewWriter(out io.Writer, asJSON bool) *Writer {
 // terminal; width, when not nil, tells the terminal's width, asked at the
 // start and on Resize.
 func NewViewWriter(out io.Writer, asJSON bool, view *View, width func() int) *Writer {
-	w := &Writer{out: out, json: asJSON, queue: make(chan contract.Event, EventQueue),
+	w := &Writer{out: out, json: asJSON, queue: make(chan queued, EventQueue),
 		gone: make(chan struct{}), finished: make(chan struct{}), progress: make(chan struct{}),
 		view: view, repaint: make(chan struct{}, 1), winch: make(chan struct{}, 1), width: width}
 	go w.loop()
@@ -94,10 +94,38 @@ func (w *Writer) Emit(e contract.Event) {
 		return
 	}
 	select {
-	case w.queue <- e:
+	case w.queue <- queued{e: e}:
 		w.queued++
 	default:
 		w.dropped.Add(1)
+	}
+}
+
+// queued is an event in the writer's queue; viewOnly ones are shown on the
+// terminal view and not written.
+type queued struct {
+	e        contract.Event
+	viewOnly bool
+}
+
+// Observe tells the terminal view of an event that another process wrote
+// (the frozen event, which the supervisor writes before it hands the hold
+// over), stamped at: the view shows it as if this writer had written it.
+// Without a view it does nothing.
+func (w *Writer) Observe(e contract.Event, at time.Time) {
+	if w.view == nil {
+		return
+	}
+	stamp(&e, at)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	select {
+	case w.queue <- queued{e: e, viewOnly: true}:
+		w.queued++
+	default:
 	}
 }
 
@@ -230,7 +258,8 @@ func (w *Writer) loop() {
 	}
 	for {
 		select {
-		case e, ok := <-w.queue:
+		case q, ok := <-w.queue:
+			e := q.e
 			if !ok {
 				report()
 				if w.view != nil {
@@ -238,10 +267,12 @@ func (w *Writer) loop() {
 				}
 				return
 			}
-			if w.view != nil {
+			if w.view != nil && !q.viewOnly {
 				paint(w.view.BeforeEvent())
 			}
-			write(e)
+			if !q.viewOnly {
+				write(e)
+			}
 			if w.view != nil {
 				paint(w.view.Event(e, time.Now()))
 			}

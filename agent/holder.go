@@ -59,27 +59,11 @@ func NewLink(ch *Channel, log zerolog.Logger) *Link {
 	return &Link{ch: ch, log: log, ends: make(chan string, 4), gone: make(chan struct{})}
 }
 
-// AwaitGo waits for the supervisor's word before anything changes: the
-// path of the target as the supervisor resolved it. It returns ErrAborted
-// or ErrSupervisorGone when the supervisor gave up or died; then the holder
-// ends without changing anything.
-func (l *Link) AwaitGo() (string, error) {
-	for {
-		m, err := l.ch.Receive()
-		switch {
-		case errors.Is(err, ErrMalformed):
-			l.log.Warn().Err(err).Msg("the supervisor's channel")
-			continue
-		case err != nil:
-			return "", fmt.Errorf("%w before the freeze (%w)", ErrSupervisorGone, err)
-		case m.Kind == MsgGo:
-			go l.watch()
-			return m.Arg, nil
-		case m.Kind == MsgAbort:
-			return "", ErrAborted
-		default:
-			l.log.Warn().Str("message", m.String()).Msg("unexpected message from the supervisor before its word: ignored")
-		}
+// Ready tells the supervisor that the holder catches signals: it forwards
+// them from now on.
+func (l *Link) Ready() {
+	if err := l.ch.Send(Message{Kind: MsgReady}); err != nil {
+		l.log.Debug().Err(err).Msg("telling the supervisor the holder is ready")
 	}
 }
 
@@ -171,6 +155,19 @@ func (e *ending) Error() string {
 // failure that the caller reports (and maps with ExitCode); the target is
 // thawed unless it wraps freezer.ErrThawFailed.
 func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal) (int, error) {
+	return hold(cfg, t, nil, time.Time{}, link, sigs)
+}
+
+// HoldAdopted is Hold for a freeze that the supervisor made and handed over
+// (FreezeFirst; frozen from freezer.Adopt, confirmed at frozenAt, its
+// frozen event out already): it holds and thaws as Hold does after its
+// freeze. The terminal view is told of the freeze (Writer.Observe).
+func HoldAdopted(cfg HolderConfig, frozen *freezer.Frozen, frozenAt time.Time, link *Link, sigs <-chan os.Signal) (int, error) {
+	return hold(cfg, frozen.Target, frozen, frozenAt, link, sigs)
+}
+
+// hold is Hold, and HoldAdopted when frozen is not nil.
+func hold(cfg HolderConfig, t *freezer.Target, frozen *freezer.Frozen, frozenAt time.Time, link *Link, sigs <-chan os.Signal) (int, error) {
 	log, ev := cfg.Log, cfg.Events
 	ctx, end := context.WithCancelCause(context.Background())
 	defer end(nil)
@@ -205,6 +202,12 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 		}
 	}()
 
+	if frozen != nil {
+		e := Base(t)
+		e.Event, e.Processes = contract.EventFrozen, &frozen.Processes
+		ev.Observe(e, frozenAt)
+		return held(ctx, end, cfg, t, frozen, frozenAt, leases, linkEnds)
+	}
 	if words != nil && cfg.StartTimeout > 0 {
 		if code, ok := awaitStart(ctx, cfg, words, t); !ok {
 			return code, nil
@@ -225,14 +228,7 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 		}
 		return 0, err
 	}
-	frozenAt := time.Now()
-	// --duration counts from the confirmed freeze.
-	var timer <-chan time.Time
-	if cfg.Duration > 0 {
-		tm := time.NewTimer(cfg.Duration)
-		defer tm.Stop()
-		timer = tm.C
-	}
+	frozenAt = time.Now()
 	if rec := frozen.Recovered; rec.Recovered {
 		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
 		e := Base(t)
@@ -247,6 +243,20 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 	// blocked (then the hold goes on after frozenFlushLimit) or the hold
 	// ends meanwhile.
 	ev.Flush(ctx.Done(), frozenFlushLimit)
+	return held(ctx, end, cfg, t, frozen, frozenAt, leases, linkEnds)
+}
+
+// held is the hold after the freeze: it drops the connections, holds until
+// something ends the hold, thaws and says why.
+func held(ctx context.Context, end context.CancelCauseFunc, cfg HolderConfig, t *freezer.Target, frozen *freezer.Frozen, frozenAt time.Time, leases, linkEnds <-chan string) (int, error) {
+	log, ev := cfg.Log, cfg.Events
+	// --duration counts from the confirmed freeze.
+	var timer <-chan time.Time
+	if cfg.Duration > 0 {
+		tm := time.NewTimer(cfg.Duration - time.Since(frozenAt))
+		defer tm.Stop()
+		timer = tm.C
+	}
 	// An end that came with the confirmation ends the hold at once: the
 	// connections are left alone then.
 	if cfg.Drop.Mode != DropOff && ctx.Err() == nil {
@@ -309,7 +319,7 @@ func Hold(cfg HolderConfig, t *freezer.Target, link *Link, sigs <-chan os.Signal
 	}
 	why := &ending{reason: "unknown"}
 	_ = errors.As(context.Cause(ctx), &why)
-	e = Base(t)
+	e := Base(t)
 	e.Event, e.Processes, e.Reason = contract.EventThawed, &frozen.Processes, why.reason
 	if why.signal != nil {
 		e.Signal = why.signal.String()

@@ -34,6 +34,8 @@ type HolderProcess struct {
 	parent *os.File // the pidfd of a --lease parent, or nil
 	// told: the supervisor has said "go" or "abort".
 	told bool
+	// pending are signals to forward once the holder is ready.
+	pending []os.Signal
 }
 
 // StartHolder starts exe with args as the holder, with its end of the
@@ -67,14 +69,15 @@ func StartHolder(exe string, args []string, stdin, stdout, stderr *os.File, pare
 // PID is the holder's process ID.
 func (h *HolderProcess) PID() int { return h.cmd.Process.Pid }
 
-// Proceed tells the holder the target the supervisor resolved: it goes on
-// if it resolved the same.
+// Proceed tells the holder the target the supervisor resolved (the slow
+// path: the holder freezes it, after the start gate): it resolves it from
+// the same process and goes on if it finds the same cgroup.
 func (h *HolderProcess) Proceed(t *freezer.Target) error {
 	if h.told {
 		return nil
 	}
 	h.told = true
-	return h.ch.Send(Message{Kind: MsgGo, Arg: t.Path})
+	return h.ch.Send(Message{Kind: MsgGo, Arg: encodeJSON(Intent{freezer.Handle{PID: t.PID, Path: t.Path}})})
 }
 
 // Abort tells the holder that the supervisor gave up before anything
@@ -112,6 +115,12 @@ func (h *HolderProcess) close() {
 // said "done" and the code it announced (-1 without one). Without "done",
 // the guard recovers the target (RecoverTarget).
 func Guard(ch *Channel) (done bool, code int) {
+	return guard(ch, nil)
+}
+
+// guard is Guard; ready, when not nil, is called when the holder says it
+// is ready (it catches signals).
+func guard(ch *Channel, ready func()) (done bool, code int) {
 	code = -1
 	for {
 		m, err := ch.Receive()
@@ -120,6 +129,10 @@ func Guard(ch *Channel) (done bool, code int) {
 		}
 		if err != nil {
 			return done, code
+		}
+		if m.Kind == MsgReady && ready != nil {
+			ready()
+			ready = nil
 		}
 		if m.Kind == MsgDone {
 			done = true
@@ -142,11 +155,15 @@ type HolderEnd struct {
 }
 
 // Wait forwards sigs to the holder and waits for it to end; when the
-// parent lease ends, it tells the holder so.
+// parent lease ends, it tells the holder so. Signals wait until the holder
+// said it is ready: one started as the supervisor began may still be
+// starting when the freeze is confirmed, and would die of a signal it does
+// not catch yet.
 func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 	done := make(chan HolderEnd, 1)
+	ready := make(chan struct{})
 	go func() {
-		ok, code := Guard(h.ch)
+		ok, code := guard(h.ch, func() { close(ready) })
 		done <- HolderEnd{Done: ok, Code: code}
 	}()
 	if h.parent != nil {
@@ -160,12 +177,23 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 		_ = h.cmd.Wait()
 		close(exited)
 	}()
+	isReady := false
 	for running := true; running; {
 		select {
 		case s := <-sigs:
 			// The holder may be gone already; then there is nothing to
 			// forward to.
-			_ = h.cmd.Process.Signal(s)
+			if isReady {
+				_ = h.cmd.Process.Signal(s)
+			} else {
+				h.pending = append(h.pending, s)
+			}
+		case <-ready:
+			isReady, ready = true, nil
+			for _, s := range h.pending {
+				_ = h.cmd.Process.Signal(s)
+			}
+			h.pending = nil
 		case <-exited:
 			running = false
 		}

@@ -9,7 +9,9 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,6 +36,95 @@ func InheritedChannel() (*Channel, error) {
 	}
 	unix.CloseOnExec(ChannelFD)
 	return NewChannel(os.NewFile(ChannelFD, "supervisor channel")), nil
+}
+
+// readWithFiles reads the channel with recvmsg(2), which also takes the
+// descriptors passed with the bytes (a read(2) would drop them), received
+// close-on-exec.
+func readWithFiles(f *os.File, p []byte) (n int, files []*os.File, err error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, nil, err
+	}
+	oob := make([]byte, unix.CmsgSpace(4*maxPassed))
+	var oobn int
+	cerr := rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, _, _, err = unix.Recvmsg(int(fd), p, oob, unix.MSG_CMSG_CLOEXEC)
+			if !errors.Is(err, unix.EINTR) {
+				// The channel is blocking (socketpair without
+				// SOCK_NONBLOCK): EAGAIN does not happen.
+				return true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, nil, cerr
+	}
+	if oobn > 0 {
+		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		if perr == nil {
+			for _, m := range msgs {
+				fds, ferr := unix.ParseUnixRights(&m)
+				if ferr != nil {
+					continue
+				}
+				for _, fd := range fds {
+					files = append(files, os.NewFile(uintptr(fd), "passed descriptor"))
+				}
+			}
+		}
+	}
+	if err != nil {
+		return 0, files, err
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, files, io.EOF
+	}
+	return n, files, nil
+}
+
+// writeWithFiles writes b with sendmsg(2), passing the descriptors of
+// files with it (SCM_RIGHTS).
+func writeWithFiles(f *os.File, b []byte, files []*os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	fds := make([]int, len(files))
+	for i, file := range files {
+		fds[i] = int(file.Fd())
+	}
+	oob := unix.UnixRights(fds...)
+	var serr error
+	cerr := rc.Write(func(fd uintptr) bool {
+		for {
+			var n int
+			n, serr = unix.SendmsgN(int(fd), b, oob, nil, unix.MSG_NOSIGNAL)
+			if errors.Is(serr, unix.EINTR) {
+				continue
+			}
+			if serr == nil && n < len(b) {
+				// The descriptors went with the first byte; the rest
+				// is plain data.
+				_, serr = unix.Write(int(fd), b[n:])
+			}
+			return true
+		}
+	})
+	runtime.KeepAlive(files)
+	if cerr != nil {
+		return cerr
+	}
+	return serr
+}
+
+// peerClosed tells, without waiting, whether the far end of the channel
+// f is closed: the process that held it ended.
+func peerClosed(f *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
 }
 
 // watchable returns the descriptor of f when it is a pipe or a socket:

@@ -23,6 +23,18 @@ func InheritedChannel() (*Channel, error) {
 	return nil, fmt.Errorf("%w: %w", ErrNoChannel, ErrNotLinux)
 }
 
+// readWithFiles reads f; off Linux no descriptor is passed.
+func readWithFiles(f *os.File, p []byte) (int, []*os.File, error) {
+	n, err := f.Read(p)
+	return n, nil, err
+}
+
+// writeWithFiles fails off Linux.
+func writeWithFiles(f *os.File, b []byte, files []*os.File) error { return ErrNotLinux }
+
+// peerClosed is unknown (false) off Linux.
+func peerClosed(f *os.File) bool { return false }
+
 // watchable: off Linux a closed stdout is noticed on the next write.
 func watchable(f *os.File) (int, bool) { return 0, false }
 

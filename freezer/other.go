@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ var ErrNotLinux = errors.New("the cgroup freezer works on Linux only")
 var (
 	ErrTargetGone    = errors.New("target gone")
 	ErrThawedByOther = errors.New("target thawed by another")
+	ErrNotAdoptable  = errors.New("the freeze cannot be taken over")
 )
 
 // ChildPrefix starts the name of the child cgroup a subtree freeze makes.
@@ -118,6 +120,37 @@ func (f *Frozen) Thaw(ctx context.Context) error { return notLinux("thaw") }
 
 // Abandon does nothing off Linux.
 func (f *Frozen) Abandon() {}
+
+// HandOver fails off Linux.
+func (f *Frozen) HandOver(holder int, send func(lock *os.File) error) error {
+	return notLinux("hand over")
+}
+
+// Handle is what another process needs to reach a resolved target.
+type Handle struct {
+	PID              int      `json:"pid"`
+	ContainerID      string   `json:"container_id,omitempty"`
+	Version          int      `json:"version"`
+	Path             string   `json:"path"`
+	Strategy         Strategy `json:"strategy"`
+	EnteredNamespace bool     `json:"entered_namespace,omitempty"`
+	Controllers      []string `json:"controllers,omitempty"`
+}
+
+// Share fails off Linux.
+func (t *Target) Share() (Handle, []*os.File, error) {
+	return Handle{}, nil, notLinux("share the target")
+}
+
+// Open fails off Linux.
+func Open(h Handle, procRoot string, files []*os.File) (*Target, error) {
+	return nil, notLinux("open a shared target")
+}
+
+// Adopt fails off Linux.
+func Adopt(t *Target, lock *os.File, processes int) (*Frozen, error) {
+	return nil, notLinux("adopt a freeze")
+}
 
 // Hold fails off Linux.
 func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error { return notLinux("hold") }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,9 @@ func TestWatchdog(t *testing.T) {
 			r := tg.start("")
 			r.waitEvent("frozen")
 			tg.requireFrozen("frozen")
+			// A holder killed before the hand-over: TestFaults'
+			// holder:adopt.
+			tg.waitHandedOver(r)
 			holder, supervisor := tg.holderPid(r), r.cgfreezePid()
 			killed := time.Now()
 			if err := syscall.Kill(r.holderProcess(), syscall.SIGKILL); err != nil {
@@ -102,23 +106,36 @@ func TestWatchdog(t *testing.T) {
 // faultSteps are the steps of internal/faults that a kind passes through,
 // in order. Thaw steps are reached after SIGTERM.
 func faultSteps(k kind) []string {
-	steps := []string{"freeze:locked", "freeze:marked"}
+	steps := []string{"holder:intent", "supervisor:intent", "freeze:locked", "freeze:marked"}
 	if k == kindSubtree {
-		steps = []string{"freeze:locked", "freeze:child-created", "freeze:marked", "freeze:child-frozen",
+		steps = []string{"holder:intent", "supervisor:intent", "freeze:locked", "freeze:child-created", "freeze:marked", "freeze:child-frozen",
 			"freeze:half-migrated", "freeze:migrated"}
 	}
-	steps = append(steps, "freeze:written", "freeze:confirmed", "hold", "thaw:started", "thaw:written")
+	steps = append(steps, "freeze:written", "freeze:confirmed", "supervisor:handover", "holder:adopt", "hold", "thaw:started", "thaw:written")
 	if k == kindSubtree {
 		steps = append(steps, "thaw:half-restored", "thaw:restored")
 	}
 	return append(steps, "thaw:confirmed")
 }
 
+// supervisorStep tells whether a fault step is the supervisor's: on the
+// fast path (agent.FreezeFirst) the first process freezes, and hands the
+// hold over once "frozen" is out; the holder guards it until then.
+func supervisorStep(step string) bool {
+	return strings.HasPrefix(step, "freeze:") || strings.HasPrefix(step, "supervisor:")
+}
+
 // TestFaults: cgfreeze SIGKILLed at every step of a freeze and of a thaw.
-// "kill": the holder alone dies and its watchdog restores the target.
-// "killall": the holder dies with its watchdog (a container killed at
-// once) and `cgfreeze thaw` restores the target. Either way: progress
-// resumes, every process is in its original cgroup, nothing is left.
+// "kill": the process at that step dies alone, and the other restores the
+// target: at a step of the holder (holder:*, the hold, the thaw), its
+// supervisor, the watchdog, recovers (exit 12; a holder that dies at
+// holder:intent may be seen before "frozen", and the freeze is rolled
+// back: exit 9); at a step of the supervisor's freeze (freeze:*,
+// supervisor:*), the holder, its guard until the hand-over, recovers it
+// and the process started dies of the SIGKILL. "killall": both die (a
+// container killed at once) and `cgfreeze thaw` restores the target.
+// Either way: progress resumes, every process is in its original cgroup,
+// nothing is left.
 func TestFaults(t *testing.T) {
 	for _, k := range []kind{kindV1, kindDirect, kindSubtree} {
 		for _, action := range []string{"kill", "killall"} {
@@ -141,14 +158,25 @@ func TestFaults(t *testing.T) {
 						t.Fatalf("cgfreeze did not die at %s: %s", step, r.describe())
 					}
 					ws, _ := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
-					if action == "kill" {
+					// nsenter, in front of the subtree kind's cgfreeze,
+					// reports the signal as 128+9.
+					killed := (ws.Signaled() && ws.Signal() == syscall.SIGKILL) || ws.ExitStatus() == 128+int(syscall.SIGKILL)
+					switch {
+					case action == "kill" && supervisorStep(step):
+						// The supervisor died; its holder recovers.
+						if !killed {
+							t.Errorf("cgfreeze ended with %v, want death by SIGKILL at %s: %s", r.cmd.ProcessState, step, r.describe())
+						}
+					case action == "kill" && step == "holder:intent":
+						if c := ws.ExitStatus(); c != exitHolderDied && c != exitFreezeFailed {
+							t.Errorf("cgfreeze ended with %v, want exit %d or %d after its holder died at %s: %s", r.cmd.ProcessState, exitFreezeFailed, exitHolderDied, step, r.describe())
+						}
+					case action == "kill":
 						// The holder died; its supervisor recovered.
 						if ws.ExitStatus() != exitHolderDied {
 							t.Errorf("cgfreeze ended with %v, want exit %d after its holder died at %s: %s", r.cmd.ProcessState, exitHolderDied, step, r.describe())
 						}
-					} else if killed := ws.Signaled() && ws.Signal() == syscall.SIGKILL; !killed && ws.ExitStatus() != 128+int(syscall.SIGKILL) {
-						// nsenter, in front of the subtree kind's
-						// cgfreeze, reports the signal as 128+9.
+					case !killed:
 						t.Errorf("cgfreeze ended with %v, want death by SIGKILL at %s: %s", r.cmd.ProcessState, step, r.describe())
 					}
 					t.Setenv("CGFREEZE_FAULT", "") // for cgfreeze thaw below

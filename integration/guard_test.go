@@ -146,7 +146,8 @@ func (r *run) exitCodeWithin(since time.Time, limit time.Duration) int {
 }
 
 // TestSupervisorKilled (issue 9, case 1): the caller SIGKILLs the process
-// it started (exec.CommandContext's cancel, timeout -s KILL). The holder
+// it started (exec.CommandContext's cancel, timeout -s KILL), once it has
+// handed the hold over (a kill before: TestFaults' supervisor:* steps). The holder
 // notices on its channel, thaws the target within a second (reason
 // supervisor_gone) and ends; `cgfreeze thaw` afterwards finds nothing to do.
 func TestSupervisorKilled(t *testing.T) {
@@ -158,6 +159,7 @@ func TestSupervisorKilled(t *testing.T) {
 			r := tg.start("")
 			r.waitEvent("frozen")
 			tg.requireFrozen("frozen")
+			tg.waitHandedOver(r)
 			supervisor, holder := r.cgfreezePid(), r.holderProcess()
 			killed := time.Now()
 			if err := unix.Kill(supervisor, unix.SIGKILL); err != nil {

@@ -294,6 +294,7 @@ func (tg *target) leaveFrozen() int {
 	h.t.Helper()
 	r := tg.start("")
 	r.waitEvent("frozen")
+	tg.waitHandedOver(r)
 	holder, holderProcess, supervisor := tg.holderPid(r), r.holderProcess(), r.cgfreezePid()
 	// Both die at once, by one kill(2) of their process group (the
 	// run's, with its wrapper if any): a holder that outlived its

@@ -5,6 +5,7 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -79,6 +80,11 @@ type Options struct {
 	// Fake, for unit tests, makes the mount a stand-in on a plain
 	// directory (see Fake); nothing is mounted and no namespace entered.
 	Fake *Fake
+	// Root, when set, is the root directory of a mount of the hierarchy
+	// that another process made (a Root.Open("/") passed over a Unix
+	// socket): it is used as it is, for a process that takes over a
+	// target another resolved (freezer.Share, freezer.Open).
+	Root *os.File
 }
 
 // Open mounts the hierarchy described by spec. In the cgroup namespace
@@ -115,6 +121,8 @@ func openRoot(spec Spec, opts Options, legacy bool) (int, error) {
 	switch {
 	case opts.Fake != nil:
 		return opts.Fake.open()
+	case opts.Root != nil:
+		return unix.FcntlInt(opts.Root.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	case opts.Existing != "":
 		return openExisting(spec, opts.Existing)
 	}

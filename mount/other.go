@@ -39,6 +39,7 @@ type Options struct {
 	Existing        string
 	Clones          []string
 	Fake            *Fake
+	Root            *os.File
 }
 
 // Fake is the unit tests' stand-in mount (Linux only).

@@ -38,7 +38,17 @@ var (
 	once   sync.Once
 	step   string
 	action string
+	// first: this process is the first of a freeze (the supervisor), which
+	// freezes before it hands the hold over: its parent is its caller,
+	// which "killall" leaves alone.
+	first bool
 )
+
+// First marks this process as the supervisor of a freeze, the first
+// process: "killall" then kills its children (the holder) and itself, not
+// its parent, which is the caller. Faults stay armed in it until Disable
+// (it freezes, then hands the hold over and becomes the guard).
+func First() { first = true }
 
 func load() {
 	step, action = os.Getenv(Env), "kill"
@@ -68,8 +78,11 @@ func Point(name string) error {
 	}
 	switch action {
 	case "killall":
-		// The holder's parent is its supervisor (the watchdog).
-		kill(os.Getppid())
+		// The holder's parent is its supervisor (the watchdog); the
+		// supervisor's is its caller.
+		if !first {
+			kill(os.Getppid())
+		}
 		for _, pid := range children() {
 			kill(pid)
 		}
