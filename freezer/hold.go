@@ -84,6 +84,11 @@ type hold struct {
 	procs, selfFreezing, state *mount.Probe
 	// probes are the files kept open, closed with the hold.
 	probes []*mount.Probe
+	// member (v1) is /proc/<PID>/cgroup of the process the target was
+	// resolved from, as the hold first read it: while it reads the same,
+	// that process is still in the target, which is populated, and the
+	// full check need not list the target's processes (v1HoldFullEvery).
+	member string
 	// lastQuiet is when the quick look last found nothing to repair (Unix
 	// nanoseconds; the quick look runs on a goroutine of its own).
 	lastQuiet atomic.Int64

@@ -23,6 +23,10 @@ type Root struct {
 	fake *Fake
 }
 
+// IsFake tells whether the root is a test's stand-in (Options.Fake): no
+// kernel keeps /proc in step with it.
+func (r *Root) IsFake() bool { return r.fake != nil }
+
 // ErrOutside reports a path that leaves the mount.
 var ErrOutside = errors.New("path leaves the cgroup mount")
 
