@@ -45,9 +45,17 @@ func (tg *target) frozenNow() bool {
 		st, err := tg.cg.read("freezer.state")
 		return err == nil && st == "FROZEN"
 	case kindSubtree:
-		// The workload was moved into a frozen child of the target.
+		// The workload was moved into a frozen child of the target, and
+		// the migration is over: the target's own cgroup lists no
+		// process. Until then a process the workload forked before the
+		// move runs, and may exit, as the freeze allows (its frozen
+		// event comes only after the migration, and these tests may not
+		// read it).
 		p, err := procCgroup(tg.w.pid, 2)
 		if err != nil || p == tg.cg.rel {
+			return false
+		}
+		if own, err := tg.cg.procs(); err != nil || len(own) > 0 {
 			return false
 		}
 		child := &cgroup{version: 2, dir: filepath.Join(cg2Mount, p), rel: p}
