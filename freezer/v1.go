@@ -150,21 +150,21 @@ func threadSleep(d time.Duration) {
 	}
 }
 
-// The v1 hold. v1 notifies no change of a freezer's state, but its state
-// changes only by a write to the target's own freezer.state (a thaw of an
-// ancestor leaves a cgroup that froze itself frozen), and the VFS raises
-// inotify's IN_MODIFY on every write(2), through any mount of the
-// hierarchy (they share its inodes): the runtime's or owner's thaw (runc
-// thaws a paused v1 container before it kills it) wakes the hold at once,
-// which then runs the full check. Only where inotify cannot watch the file
-// does the quick look, off the mount's thread, re-read
+// The v1 hold. v1 has no notification: the hold's quick look re-reads
 // freezer.self_freezing and freezer.state from files kept open every
-// v1HoldEvery (a pread each, a few µs). The full check on the mount's
-// thread runs every v1HoldFullEvery: it also sees whether a process is
-// left (a frozen v1 task cannot exit, not even on SIGKILL, so the cgroup
-// empties only by migration or after a thaw, which the write wakes the
-// hold for first). The hold's cost is its wake-ups, not its reads
-// (docs/design.md, "The hold").
+// v1HoldEvery (a pread each, a few µs) to see the runtime's or owner's thaw
+// (runc thaws a paused v1 container before it kills it), and the full
+// check on the mount's thread runs every v1HoldFullEvery, and at once when
+// the quick look finds anything: it also sees whether a process is left (a
+// frozen v1 task cannot exit, not even on SIGKILL, so the cgroup empties
+// only by migration or after a thaw, which the quick look sees first). The
+// hold's cost is its wake-ups, not its reads (docs/design.md, "The hold").
+//
+// An inotify watch of writes to freezer.state (IN_MODIFY, which the VFS
+// raises on every write(2)) would see the owner's THAWED at once and save
+// the look, but releasing an inotify instance waits for an SRCU grace
+// period (fsnotify's mark reaper): it added 5 to 20 ms to every exit here,
+// on the path from SIGTERM to the caller seeing cgfreeze end.
 const (
 	v1HoldEvery     = 100 * time.Millisecond
 	v1HoldFullEvery = time.Second
@@ -185,9 +185,6 @@ func (v1) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 	}
 	if b, err := os.ReadFile(v1MemberFile(t)); err == nil && !root.IsFake() {
 		h.member = string(b)
-	}
-	if h.n.AddWrites(root, path.Join(t.Path, "freezer.state")) == nil {
-		return holdPolicy{fullEvery: v1HoldFullEvery}, nil
 	}
 	return holdPolicy{quickEvery: v1HoldEvery, fullEvery: v1HoldFullEvery}, nil
 }
