@@ -247,16 +247,7 @@ func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev 
 		return 0, err
 	}
 
-	if rec := frozen.Recovered; rec.Recovered {
-		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
-		e := Base(t)
-		e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonLeftover
-		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
-		ev.Emit(e)
-	}
-	e := Base(t)
-	e.Event, e.Processes, e.ElapsedMS = contract.EventFrozen, &frozen.Processes, MS(frozenAt.Sub(start))
-	ev.Emit(e)
+	emitFrozen(ev, log, t, frozen, frozenAt.Sub(start))
 	// "frozen" is out before the holder can write anything of its own.
 	ev.Flush(nil, frozenFlushLimit)
 	if err := faults.Point("supervisor:handover"); err != nil {

@@ -229,16 +229,7 @@ func hold(cfg HolderConfig, t *freezer.Target, frozen *freezer.Frozen, frozenAt 
 		return 0, err
 	}
 	frozenAt = time.Now()
-	if rec := frozen.Recovered; rec.Recovered {
-		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
-		e := Base(t)
-		e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonLeftover
-		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
-		ev.Emit(e)
-	}
-	e := Base(t)
-	e.Event, e.Processes, e.ElapsedMS = contract.EventFrozen, &frozen.Processes, MS(frozenAt.Sub(start))
-	ev.Emit(e)
+	emitFrozen(ev, log, t, frozen, frozenAt.Sub(start))
 	// The caller sees "frozen" before the hold goes on, unless stdout is
 	// blocked (then the hold goes on after frozenFlushLimit) or the hold
 	// ends meanwhile.
@@ -344,4 +335,21 @@ func holdEvent(t *freezer.Target, r freezer.HoldReport) contract.Event {
 		e.Cgroup = t.Path
 	}
 	return e
+}
+
+// emitFrozen emits the events of a confirmed freeze, whichever process
+// froze: recovered (reason leftover) when the freeze first undid what a
+// dead cgfreeze had left on the target, then frozen, with the processes
+// held and how long the freeze took.
+func emitFrozen(ev *Writer, log zerolog.Logger, t *freezer.Target, frozen *freezer.Frozen, took time.Duration) {
+	if rec := frozen.Recovered; rec.Recovered {
+		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
+		e := Base(t)
+		e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonLeftover
+		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
+		ev.Emit(e)
+	}
+	e := Base(t)
+	e.Event, e.Processes, e.ElapsedMS = contract.EventFrozen, &frozen.Processes, MS(took)
+	ev.Emit(e)
 }
