@@ -153,21 +153,7 @@ func (l *Link) Leave() {
 // `cgfreeze thaw` does), and emits recovered (reason watchdog) when it
 // undid something, nothing otherwise.
 func RecoverIntent(t *freezer.Target, timeout time.Duration, ev *Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	start := time.Now()
-	rec, err := freezer.RecoverReleased(ctx, t, HolderLockWait)
-	if err != nil {
-		return err
-	}
-	if rec.Recovered {
-		e := Base(t)
-		e.Event, e.State, e.Reason = contract.EventRecovered, "thawed", contract.ReasonWatchdog
-		e.ElapsedMS = MS(time.Since(start))
-		e.Strategy, e.Holder = string(rec.Strategy), rec.Holder
-		ev.Emit(e)
-	}
-	return nil
+	return recoverReleased(t, timeout, ev, false)
 }
 
 // intend tells the holder what the supervisor is about to freeze, and

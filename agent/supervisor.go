@@ -247,11 +247,20 @@ func Supervise(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *W
 // holder's lock, undoes the freeze as `cgfreeze thaw` does, and emits the
 // recovered event (reason watchdog), or nothing_to_thaw.
 func RecoverTarget(t *freezer.Target, timeout time.Duration, ev *Writer) error {
+	return recoverReleased(t, timeout, ev, true)
+}
+
+// recoverReleased is the guards' recovery (RecoverTarget, RecoverIntent):
+// it waits up to HolderLockWait for the kernel to release a dead process's
+// lock, undoes what the marks prove to be cgfreeze's, and emits recovered
+// (reason watchdog) when it undid something; otherwise nothing_to_thaw,
+// when nothing is set.
+func recoverReleased(t *freezer.Target, timeout time.Duration, ev *Writer, nothing bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
 	rec, err := freezer.RecoverReleased(ctx, t, HolderLockWait)
-	if err != nil {
+	if err != nil || (!rec.Recovered && !nothing) {
 		return err
 	}
 	e := Base(t)
