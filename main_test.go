@@ -43,7 +43,7 @@ func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) 
 
 // stamped matches the time and schema that the event writer puts second
 // and third in every JSON event.
-var stamped = regexp.MustCompile(`^(\{"event":"[a-z_]+"),"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","schema":1,`)
+var stamped = regexp.MustCompile(`^(\{"event":"[a-z_]+"),"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","schema":2,`)
 
 // unstamp removes the time and the schema from each line of JSON events,
 // after checking that every line has them, for a comparison with a fixed

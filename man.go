@@ -106,7 +106,7 @@ On stdout, one per line: text (event key=value ...) or, with \-o json, one JSON
 object per line with "event", "time" (RFC 3339, microseconds, UTC) and "schema"
 (` + fmt.Sprint(contract.Schema) + `). Events:
 `)
-	for _, e := range []string{contract.EventFrozen, contract.EventConnectionsDropped, contract.EventRepaired, contract.EventViolation,
+	for _, e := range []string{contract.EventFrozen, contract.EventHolding, contract.EventConnectionsDropped, contract.EventRepaired, contract.EventViolation,
 		contract.EventThawed, contract.EventEnded, contract.EventOutputOverflow, contract.EventError, contract.EventStatus,
 		contract.EventRecovered, contract.EventNothingToThaw} {
 		fmt.Fprintf(&b, ".BR %s\n", roff(e))

@@ -33,7 +33,7 @@ type Intent struct {
 }
 
 // Handover is what the holder needs, besides the lock, to take a freeze
-// over: the count the frozen event gave, and when the freeze was confirmed
+// over: the count the holding event gave, and when the freeze was confirmed
 // (--duration and held_ms count from it).
 type Handover struct {
 	Processes int `json:"processes"`
@@ -236,6 +236,7 @@ func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev 
 	emitFrozen(ev, log, t, frozen, frozenAt.Sub(start))
 	// "frozen" is out before the holder can write anything of its own.
 	ev.Flush(nil, frozenFlushLimit)
+	emitHolding(ev, log, t, frozen)
 	if err := faults.Point("supervisor:handover"); err != nil {
 		log.Warn().Err(err).Msg("fault injected before the hand-over")
 	}

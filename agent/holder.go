@@ -203,8 +203,12 @@ func hold(cfg HolderConfig, t *freezer.Target, frozen *freezer.Frozen, frozenAt 
 	}()
 
 	if frozen != nil {
+		// The supervisor emitted frozen and holding; the terminal view
+		// is this process's from here on.
 		e := Base(t)
-		e.Event, e.Processes = contract.EventFrozen, &frozen.Processes
+		e.Event = contract.EventFrozen
+		ev.Observe(e, frozenAt)
+		e.Event, e.Processes = contract.EventHolding, &frozen.Processes
 		ev.Observe(e, frozenAt)
 		return held(ctx, end, cfg, t, frozen, frozenAt, leases, linkEnds)
 	}
@@ -234,6 +238,7 @@ func hold(cfg HolderConfig, t *freezer.Target, frozen *freezer.Frozen, frozenAt 
 	// blocked (then the hold goes on after frozenFlushLimit) or the hold
 	// ends meanwhile.
 	ev.Flush(ctx.Done(), frozenFlushLimit)
+	emitHolding(ev, log, t, frozen)
 	return held(ctx, end, cfg, t, frozen, frozenAt, leases, linkEnds)
 }
 
@@ -339,8 +344,8 @@ func holdEvent(t *freezer.Target, r freezer.HoldReport) contract.Event {
 
 // emitFrozen emits the events of a confirmed freeze, whichever process
 // froze: recovered (reason leftover) when the freeze first undid what a
-// dead cgfreeze had left on the target, then frozen, with the processes
-// held and how long the freeze took.
+// dead cgfreeze had left on the target, then frozen, with how long the
+// freeze took (the count comes next, in holding: emitHolding).
 func emitFrozen(ev *Writer, log zerolog.Logger, t *freezer.Target, frozen *freezer.Frozen, took time.Duration) {
 	if rec := frozen.Recovered; rec.Recovered {
 		log.Warn().Int("holder", rec.Holder).Str("strategy", string(rec.Strategy)).Msg("undid a freeze that a dead cgfreeze had left on the target, before freezing")
@@ -350,6 +355,22 @@ func emitFrozen(ev *Writer, log zerolog.Logger, t *freezer.Target, frozen *freez
 		ev.Emit(e)
 	}
 	e := Base(t)
-	e.Event, e.Processes, e.ElapsedMS = contract.EventFrozen, &frozen.Processes, MS(took)
+	e.Event, e.ElapsedMS = contract.EventFrozen, MS(took)
+	ev.Emit(e)
+}
+
+// emitHolding counts the processes a confirmed freeze holds and emits
+// holding with them. It comes after frozen (event contract schema 2) so
+// that the count, which costs the kernel 5 to 8 ms for 5000 processes,
+// does not delay the confirmation. A count that fails is logged, and
+// holding comes without processes.
+func emitHolding(ev *Writer, log zerolog.Logger, t *freezer.Target, frozen *freezer.Frozen) {
+	e := Base(t)
+	e.Event = contract.EventHolding
+	if n, err := frozen.Count(); err != nil {
+		log.Warn().Err(err).Msg("counting the frozen processes")
+	} else {
+		e.Processes = &n
+	}
 	ev.Emit(e)
 }

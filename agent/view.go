@@ -33,8 +33,11 @@ type View struct {
 	width      int
 	loc        *time.Location // of the clock times shown: the local zone
 
-	frozen     *contract.Event // the frozen event, once there
+	frozen     *contract.Event // the frozen event, once the view shows it
 	frozenAt   time.Time
+	// pending is the frozen event until holding brings the count
+	// (schema 2): the header is written once, with it.
+	pending *contract.Event
 	processes  int
 	dropped    int
 	dropTried  bool
@@ -90,7 +93,20 @@ func (v *View) Event(e contract.Event, now time.Time) string {
 	switch e.Event {
 	case contract.EventFrozen:
 		ev := e
-		v.frozen, v.frozenAt = &ev, at
+		v.frozenAt = at
+		if e.Processes == nil {
+			// Schema 2: the count comes in holding, right after.
+			v.pending = &ev
+			break
+		}
+		v.frozen, v.processes = &ev, *e.Processes
+		b.WriteString(v.clear())
+		b.WriteString(v.header())
+	case contract.EventHolding:
+		if v.pending == nil {
+			break
+		}
+		v.frozen, v.pending = v.pending, nil
 		if e.Processes != nil {
 			v.processes = *e.Processes
 		}

@@ -85,10 +85,26 @@ func stampAt(e contract.Event, at time.Duration) contract.Event {
 }
 
 func frozenEvent() contract.Event {
-	n := 3
 	return contract.Event{Event: contract.EventFrozen, PID: 1, Cgroup: "/kubepods/burstable/pod1/8aa7568f79cd", Version: 2,
-		Strategy: "subtree", Processes: &n, ElapsedMS: 4.1,
+		Strategy: "subtree", ElapsedMS: 4.1,
 		ContainerID: "8aa7568f79cd08f7c72e9e1666432cf7cc2a5fadc372c592c17c9a4c9d09b66a"}
+}
+
+// holdingEvent follows frozenEvent (schema 2): the count.
+func holdingEvent() contract.Event {
+	n := 3
+	e := frozenEvent()
+	e.Event, e.ElapsedMS, e.Processes = contract.EventHolding, 0, &n
+	return e
+}
+
+// freezeEvents plays frozen then holding, 1 ms apart, as cgfreeze
+// writes them; the view writes its header with holding.
+func freezeEvents(v *View, w func(string)) {
+	if out := v.Event(stampAt(frozenEvent(), 0), viewStart); out != "" {
+		panic("the view wrote on frozen, before the count: " + out)
+	}
+	w(v.Event(stampAt(holdingEvent(), time.Millisecond), viewStart.Add(time.Millisecond)))
 }
 
 // TestViewGolden plays holds through the view and keeps both what was
@@ -105,7 +121,7 @@ func TestViewGolden(t *testing.T) {
 		steps    func(v *View, w func(string))
 	}{
 		{"view-signal", 0, false, 0, func(v *View, w func(string)) {
-			w(v.Event(stampAt(frozenEvent(), 0), viewStart))
+			freezeEvents(v, w)
 			for s := 1; s <= 3; s++ {
 				w(v.Status(viewStart.Add(time.Duration(s) * time.Second)))
 			}
@@ -114,7 +130,7 @@ func TestViewGolden(t *testing.T) {
 			w(v.Event(stampAt(thawed, 130500*time.Millisecond), viewStart.Add(130500*time.Millisecond)))
 		}},
 		{"view-duration-drop", time.Minute, false, 0, func(v *View, w func(string)) {
-			w(v.Event(stampAt(frozenEvent(), 0), viewStart))
+			freezeEvents(v, w)
 			drop := contract.Event{Event: contract.EventConnectionsDropped, Count: &two}
 			w(v.Event(stampAt(drop, 8*time.Millisecond), viewStart.Add(8*time.Millisecond)))
 			w(v.Status(viewStart.Add(10 * time.Second)))
@@ -131,6 +147,9 @@ func TestViewGolden(t *testing.T) {
 			w(v.BeforeEvent())
 			w("frozen cgroup=/x (the event line on the same terminal)\n")
 			w(v.Event(stampAt(frozenEvent(), 0), viewStart))
+			w(v.BeforeEvent())
+			w("holding cgroup=/x processes=3 (the event line)\n")
+			w(v.Event(stampAt(holdingEvent(), time.Millisecond), viewStart.Add(time.Millisecond)))
 			w(v.Status(viewStart.Add(5 * time.Second)))
 			code := contract.ExitTargetGone
 			ended := contract.Event{Event: contract.EventEnded, Reason: "target_gone", ExitCode: &code, HeldMS: 6000}
@@ -165,6 +184,7 @@ func TestWriterPaintsView(t *testing.T) {
 	v := NewView(scr, 0, 0, false)
 	w := NewViewWriter(&out, true, v, func() int { return 80 })
 	w.Emit(frozenEvent())
+	w.Emit(holdingEvent())
 	w.Repaint()
 	w.Resize()
 	w.Emit(contract.Event{Event: contract.EventThawed, Reason: "signal", Signal: "terminated", HeldMS: 1500})
@@ -177,8 +197,8 @@ func TestWriterPaintsView(t *testing.T) {
 			t.Errorf("the screen lacks %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(out.String(), "FROZEN") || strings.Count(out.String(), "\n") != 2 {
-		t.Errorf("the events on stdout are not two JSON lines:\n%s", out.String())
+	if strings.Contains(out.String(), "FROZEN") || strings.Count(out.String(), "\n") != 3 {
+		t.Errorf("the events on stdout are not three JSON lines:\n%s", out.String())
 	}
 	if NewWriter(&out, true).HasView() {
 		t.Error("NewWriter has a view")

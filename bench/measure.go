@@ -180,8 +180,14 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 		return s, err
 	}
 	s.freeze, s.freezeEv = frozen.at.Sub(t0), frozen.ev.ElapsedMS
-	if frozen.ev.Processes != ct.n {
-		return s, fmt.Errorf("the frozen event counts %d processes, want %d", frozen.ev.Processes, ct.n)
+	// Event contract schema 2: the count comes in holding, after frozen
+	// (the time measured is frozen's).
+	holding, err := waitEvent(ctx, lines, "holding")
+	if err != nil {
+		return s, err
+	}
+	if holding.ev.Processes != ct.n {
+		return s, fmt.Errorf("the holding event counts %d processes, want %d", holding.ev.Processes, ct.n)
 	}
 	if err := ct.requireFrozen(how); err != nil {
 		return s, err

@@ -9,6 +9,7 @@ package contract
 // Event names: the value of Event.Event.
 const (
 	EventFrozen             = "frozen"              // the freeze is confirmed
+	EventHolding            = "holding"             // right after frozen: the processes the freeze holds (schema 2)
 	EventConnectionsDropped = "connections_dropped" // --drop-connections, right after frozen
 	EventRepaired           = "repaired"            // the hold put part of the freeze back
 	EventViolation          = "violation"           // something of the target may run, and could not be frozen again
@@ -40,7 +41,9 @@ const (
 
 // Schema is the version of the event contract. It grows when a field or
 // an event changes meaning or goes away; new fields and events keep it.
-const Schema = 1
+// Schema 2: frozen no longer carries processes; the holding event that
+// follows it does (the count no longer delays the confirmation).
+const Schema = 2
 
 // TimeFormat is the format of Event.Time: RFC 3339 with microseconds.
 const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"

@@ -34,7 +34,12 @@ func freezeHoldThaw(ctx context.Context, pid int) (err error) {
 	if err != nil {
 		return err // rolled back: the target runs (unless errors.Is(err, freezer.ErrThawFailed))
 	}
-	fmt.Printf("froze %d processes of %s (%s)\n", frozen.Processes, t.Path, t.Strategy)
+	// Frozen: nothing of the target runs. Counting is left for after.
+	n, err := frozen.Count()
+	if err != nil {
+		log.Printf("count: %v", err)
+	}
+	fmt.Printf("froze %d processes of %s (%s)\n", n, t.Path, t.Strategy)
 	herr := frozen.Hold(ctx, func(r freezer.HoldReport) {
 		log.Printf("%s: %s in %s", r.Kind, r.What, r.Cgroup)
 	})

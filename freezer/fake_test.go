@@ -157,8 +157,11 @@ func TestFakeFreezeThaw(t *testing.T) {
 				t.Fatal(err)
 			}
 			ft.requireHeld(t, "after Freeze")
-			if f.Processes != 3 {
-				t.Errorf("Processes = %d, want 3", f.Processes)
+			if f.Processes != 0 {
+				t.Errorf("Processes = %d before Count, want 0 (Freeze does not count)", f.Processes)
+			}
+			if n, err := f.Count(); err != nil || n != 3 || f.Processes != 3 {
+				t.Errorf("Count() = %d, %v; Processes %d; want 3", n, err, f.Processes)
 			}
 			if s == StrategySubtree {
 				if got := ft.k.Procs(ft.sub(f.child)); !slices.Equal(got, []int{101, 102}) {

@@ -21,8 +21,11 @@ const rollbackLimit = 10 * time.Second
 // Frozen is a confirmed freeze of a target. Thaw it.
 type Frozen struct {
 	Target *Target
-	// Processes is the number of processes in the target's cgroup tree
-	// when the freeze was confirmed.
+	// Processes is the number of processes the freeze holds, once Count
+	// has counted them (0 before). Freeze does not count: the kernel lists
+	// a cgroup's processes at about 1 µs each (v2) to 1.5 µs (v1, which
+	// sorts them), 5 to 8 ms for 5000 processes, which a caller that
+	// waits for the confirmation need not wait for.
 	Processes int
 	// Recovered tells what Freeze undid first: the leftovers of a
 	// cgfreeze that died holding this target.
@@ -41,9 +44,6 @@ type Frozen struct {
 	mark mark
 	// moved is the number of processes the subtree strategy moved.
 	moved int
-	// counted, once the freeze has started, brings the count made beside
-	// it (countAside).
-	counted chan countResult
 	// lock is the holder's lock on the target, kept until the thaw.
 	lock *os.File
 	// thawedSeen tells the strategy's freeze that the target was read
@@ -72,9 +72,6 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		return nil, err
 	}
 	f := &Frozen{Target: t, impl: impl}
-	if t.Strategy != StrategySubtree {
-		f.countAside()
-	}
 	err = t.fs.Do(func(root *mount.Root) (err error) {
 		lock, err := lockTargetWait(root, t.Path, lockGrace)
 		if errors.Is(err, errHeld) {
@@ -107,8 +104,7 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 			return err
 		}
 		f.lock = lock
-		f.Processes, err = f.count(root)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -116,62 +112,35 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 	return f, nil
 }
 
-type countResult struct {
-	n   int
-	err error
-}
-
-// countAside counts the target's processes while the mount's thread
-// freezes: the kernel lists a cgroup's processes at about 1 µs each (v2) to
-// 1.5 µs (v1, which sorts them), 5 to 8 ms for 5000 processes, which the
-// frozen event would otherwise wait for after the freeze. It starts with
-// the freeze: a process that forks or exits while the kernel freezes may be
-// counted or not, as the kernel lists it. It uses a mount of its own, made
-// from its own goroutine (mount.OpenReader), which locks and ends no OS
-// thread; so only for a target in cgfreeze's own cgroup namespace, where
-// any thread sees the same paths. For the others Freeze counts after the
-// freeze, on the mount's thread.
-func (f *Frozen) countAside() {
+// Count counts the processes the freeze holds and records them in
+// Processes: once frozen, none forks or moves in (the hold puts back what
+// does), so the count is exact. The subtree strategy counts the processes
+// it moved and those of the children it froze in place; the others list
+// the target's cgroup tree.
+func (f *Frozen) Count() (int, error) {
 	t := f.Target
-	if t.EnteredNamespace {
-		return
-	}
-	f.counted = make(chan countResult, 1)
-	go func() {
-		root, closeRoot, err := mount.OpenReader(t.spec, t.mopts)
-		if err != nil {
-			f.counted <- countResult{err: err}
-			return
+	var n int
+	err := t.fs.Do(func(root *mount.Root) error {
+		if t.Strategy != StrategySubtree {
+			var err error
+			n, err = countProcesses(root, t.Path)
+			return err
 		}
-		defer closeRoot()
-		n, err := countProcesses(root, t.Path)
-		f.counted <- countResult{n, err}
-	}()
-}
-
-// count returns the number of processes the confirmed freeze holds: the
-// count made beside the freeze (v1, direct), or the processes the subtree
-// strategy moved and those of the children it froze in place; else, it
-// counts now.
-func (f *Frozen) count(root *mount.Root) (int, error) {
-	t := f.Target
-	switch {
-	case f.counted != nil:
-		if r := <-f.counted; r.err == nil {
-			return r.n, nil
-		}
-	case t.Strategy == StrategySubtree:
-		n := f.moved
+		n = f.moved
 		for _, name := range f.children {
 			m, err := countProcesses(root, path.Join(t.Path, name))
-			if err != nil {
-				return 0, ignoreCgroupRemoved(err)
+			if ignoreCgroupRemoved(err) != nil {
+				return err
 			}
 			n += m
 		}
-		return n, nil
+		return nil
+	})
+	if err != nil {
+		return 0, classify(err)
 	}
-	return countProcesses(root, t.Path)
+	f.Processes = n
+	return n, nil
 }
 
 // Thaw undoes the freeze and returns once the kernel confirms it, with every

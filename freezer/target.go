@@ -87,8 +87,8 @@ type Target struct {
 
 	procRoot string
 	fs       *mount.FS
-	// spec and mopts open the same hierarchy again, for the count beside a
-	// freeze (Frozen.countAside).
+	// spec and mopts name the hierarchy and how it was reached, for the
+	// holder that shares it (Target.Share).
 	spec  mount.Spec
 	mopts mount.Options
 }

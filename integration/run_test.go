@@ -261,8 +261,29 @@ func (r *run) nextEvent() event {
 	return e
 }
 
-// waitEvent returns the next event, which must be name.
+// waitEvent returns the next event, which must be name. For "frozen" it
+// also reads the holding event that must follow it (event contract schema
+// 2: frozen carries no count, holding does) and returns frozen with
+// holding's processes.
 func (r *run) waitEvent(name string) event {
+	r.h.t.Helper()
+	if name == "frozen" {
+		e := r.waitOne(name)
+		if e.Processes != nil {
+			r.h.t.Fatalf("frozen carries processes (schema 2 moved them to holding): %s", r.describe())
+		}
+		h := r.waitOne("holding")
+		if h.Processes == nil || h.Cgroup != e.Cgroup || h.PID != e.PID {
+			r.h.t.Fatalf("holding %q does not follow frozen %q with the count: %s", h.raw, e.raw, r.describe())
+		}
+		e.Processes = h.Processes
+		return e
+	}
+	return r.waitOne(name)
+}
+
+// waitOne returns the next event, which must be name.
+func (r *run) waitOne(name string) event {
 	r.h.t.Helper()
 	d := eventDeadline
 	e, ok, timedOut := r.next(d)

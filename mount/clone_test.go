@@ -48,26 +48,3 @@ func TestCloneHierarchy(t *testing.T) {
 		}
 	}
 }
-
-// TestOpenReader mounts this machine's cgroup2 (as root) without a thread
-// of its own, and refuses to enter a namespace.
-func TestOpenReader(t *testing.T) {
-	if _, _, err := OpenReader(Spec{Version: 2}, Options{CgroupNamespace: "/proc/self/ns/cgroup"}); err == nil {
-		t.Error("OpenReader entered a namespace")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	mounts := RootMountsFromFile("cgroup2", "/proc/self/mountinfo")
-	if len(mounts) == 0 {
-		t.Skip("no cgroup2 mount is visible")
-	}
-	root, closeRoot, err := OpenReader(Spec{Version: 2}, Options{Clones: mounts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeRoot()
-	if ok, err := root.Exists("cgroup.procs"); err != nil || !ok {
-		t.Errorf("OpenReader's root has no cgroup.procs: %v, %v", ok, err)
-	}
-}

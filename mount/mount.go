@@ -265,40 +265,6 @@ func openExisting(spec Spec, dir string) (int, error) {
 	return fd, nil
 }
 
-// OpenReader mounts the hierarchy (a copy, or a new detached mount, as Open
-// does) from the calling goroutine, for reads that need no cgroup namespace
-// of their own, such as listing a cgroup's processes: opts must name no
-// namespace to enter. Its root may be used from any goroutine, and no OS
-// thread is locked or ended for it. Close it with the function returned.
-func OpenReader(spec Spec, opts Options) (*Root, func(), error) {
-	if opts.CgroupNamespace != "" {
-		return nil, nil, errors.New("mount.OpenReader enters no namespace: use Open")
-	}
-	var fd int
-	var err error
-	switch {
-	case opts.Fake != nil:
-		fd, err = opts.Fake.open()
-	case opts.Existing != "":
-		fd, err = openExisting(spec, opts.Existing)
-	default:
-		fd = -1
-		for _, dir := range opts.Clones {
-			if fd, err = cloneHierarchy(spec, dir); err == nil {
-				break
-			}
-		}
-		if fd < 0 {
-			// Not the mount(2) fallback, which needs a thread of its own.
-			fd, err = fsmountHierarchy(spec)
-		}
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Root{fd: fd, fake: opts.Fake}, func() { _ = unix.Close(fd) }, nil
-}
-
 // cloneHierarchy returns a file descriptor of a detached copy (open_tree
 // OPEN_TREE_CLONE) of the mount at dir, which must be a writable mount of
 // the root of the hierarchy of spec's version: the root directory of a

@@ -60,9 +60,6 @@ func (fs *FS) Close() error { return nil }
 // Do fails with ErrNotLinux off Linux.
 func (fs *FS) Do(fn func(root *Root) error) error { return ErrNotLinux }
 
-// OpenReader fails with ErrNotLinux off Linux.
-func OpenReader(spec Spec, opts Options) (*Root, func(), error) { return nil, nil, ErrNotLinux }
-
 // WriteValue fails with ErrNotLinux off Linux.
 func WriteValue(f *os.File, value string) error { return ErrNotLinux }
 

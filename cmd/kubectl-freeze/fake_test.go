@@ -136,7 +136,9 @@ func (f *fakeAgents) Attach(ctx context.Context, ns, pod, container string, stdi
 		fmt.Fprintf(stdout, `{"event":"error","error":"the target is already frozen","exit_code":%d}`+"\n", b.refuse)
 		return nil
 	}
-	fmt.Fprintf(stdout, `{"event":"frozen","pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3,"elapsed_ms":4.2}`+"\n")
+	// Event contract schema 2: the count comes in holding, after frozen.
+	fmt.Fprintf(stdout, `{"event":"frozen","schema":2,"pid":1,"cgroup":"/","version":2,"strategy":"subtree","elapsed_ms":4.2}`+"\n")
+	fmt.Fprintf(stdout, `{"event":"holding","schema":2,"pid":1,"cgroup":"/","version":2,"strategy":"subtree","processes":3}`+"\n")
 	f.set(f.frozen, pod)
 	f.frozenCh <- pod
 	if b.die {

@@ -68,6 +68,12 @@ type podView struct {
 	code      *int
 	done      bool
 	froze     bool // it was frozen at some point
+	// shown is the state of the pod's last line in text mode.
+	shown string
+	// awaitCount: frozen came without the count, which the agent's
+	// holding event brings right after it (event contract schema 2); the
+	// pod's frozen line and the summary wait for it.
+	awaitCount bool
 }
 
 // human is where the plugin's own lines go: stdout in text mode, stderr
@@ -104,7 +110,7 @@ func (f *freezeCmd) run(ctx context.Context) int {
 	active := 0
 	startPod := func(p *corev1.Pod) {
 		s := newSession(f.client, f.attach, f.opts, p, f.container, f.runningTimeout, updates)
-		views[p.Name] = &podView{s: s, state: stateAdding}
+		views[p.Name] = &podView{s: s, state: stateAdding, shown: stateAdding}
 		order = append(order, p.Name)
 		active++
 		go s.run(ctx)
@@ -211,7 +217,9 @@ func (f *freezeCmd) apply(v *podView, u update) {
 	}
 	if e := u.event; e != nil {
 		if e.Processes != nil {
-			v.processes = e.Processes
+			v.processes, v.awaitCount = e.Processes, false
+		} else if e.Event == contract.EventFrozen && e.Schema >= 2 {
+			v.awaitCount = true
 		}
 		if e.Event == contract.EventFrozen {
 			v.since, v.froze = time.Now(), true
@@ -236,9 +244,10 @@ func (f *freezeCmd) apply(v *podView, u update) {
 	if u.code != nil {
 		v.code = u.code
 	}
-	if v.state == prev || f.json {
+	if v.state == v.shown || f.json || (v.state == stateFrozen && v.awaitCount) {
 		return
 	}
+	v.shown = v.state
 	line := fmt.Sprintf("pod/%s: %s", v.s.pod.Name, v.state)
 	switch v.state {
 	case stateFrozen:
@@ -264,7 +273,7 @@ var rank = map[string]int{stateAdding: 0, stateStarting: 1, stateFreezing: 2, st
 
 func allFrozen(views map[string]*podView) bool {
 	for _, v := range views {
-		if v.state != stateFrozen {
+		if v.state != stateFrozen || v.awaitCount {
 			return false
 		}
 	}

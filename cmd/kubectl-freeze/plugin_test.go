@@ -293,6 +293,28 @@ func workerObjects(n int) []runtime.Object {
 	return objs
 }
 
+// In text mode each pod's frozen line comes once, with the count that
+// the agent's holding event brings after frozen (event contract schema 2).
+func TestFreezeTextLineCount(t *testing.T) {
+	agents := newFakeAgents()
+	r := startPlugin(t, agents, workerObjects(2), "deployment/worker", "--image", "img")
+	agents.waitFrozen(t, 2)
+	time.Sleep(100 * time.Millisecond)
+	r.sigs <- syscall.SIGTERM
+	if code := r.wait(t); code != exitOK {
+		t.Errorf("exit %d, want 0\nstderr:\n%s", code, r.stderr)
+	}
+	out := r.stdout.String()
+	for _, p := range []string{"worker-a", "worker-b"} {
+		if c := strings.Count(out, "pod/"+p+": frozen"); c != 1 {
+			t.Errorf("%d frozen lines for %s, want 1:\n%s", c, p, out)
+		}
+		if !strings.Contains(out, "pod/"+p+": frozen (3 processes, node node-"+p+", container app)") {
+			t.Errorf("no frozen line with the count for %s:\n%s", p, out)
+		}
+	}
+}
+
 // Every pod frozen, SIGTERM: every agent's stdin closed, every thawed
 // event waited for, exit 0; -o json passes each event with its pod.
 func TestFreezeAllThenSignal(t *testing.T) {
@@ -324,8 +346,8 @@ func TestFreezeAllThenSignal(t *testing.T) {
 		pods[e.Pod.Name] = append(pods[e.Pod.Name], e.Event)
 	}
 	for _, p := range []string{"worker-a", "worker-b", "worker-c"} {
-		if !reflect.DeepEqual(pods[p], []string{"frozen", "thawed"}) {
-			t.Errorf("%s: events %q, want frozen, thawed", p, pods[p])
+		if !reflect.DeepEqual(pods[p], []string{"frozen", "holding", "thawed"}) {
+			t.Errorf("%s: events %q, want frozen, holding, thawed", p, pods[p])
 		}
 		if !agents.get(agents.thawed, p) {
 			t.Errorf("%s: not thawed", p)

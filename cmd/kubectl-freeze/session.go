@@ -337,7 +337,7 @@ func stateOf(e contract.Event) string {
 	switch e.Event {
 	case contract.EventWaiting:
 		return stateFreezing
-	case contract.EventFrozen, contract.EventConnectionsDropped, contract.EventRepaired, contract.EventViolation, contract.EventOutputOverflow:
+	case contract.EventFrozen, contract.EventHolding, contract.EventConnectionsDropped, contract.EventRepaired, contract.EventViolation, contract.EventOutputOverflow:
 		return stateFrozen
 	case contract.EventThawed, contract.EventRecovered, contract.EventNothingToThaw:
 		return stateThawed

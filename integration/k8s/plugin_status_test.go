@@ -130,8 +130,8 @@ func (n *node) pluginStatusThaw(plugin string) {
 		switch {
 		case rep == nil:
 			n.t.Errorf("status does not list %s's agent %s", p, frozen[p].Pod.Agent)
-		case rep.Role != "freeze" || rep.State != "frozen" || rep.Last == nil || rep.Last.Event != "frozen" || rep.Pod.Container != "app" || rep.Pod.Node == "":
-			n.t.Errorf("status of %s's agent while frozen: %+v (last %+v), want role freeze, state frozen, last event frozen", p, rep, rep.Last)
+		case rep.Role != "freeze" || rep.State != "frozen" || rep.Last == nil || rep.Last.Event != "holding" || rep.Pod.Container != "app" || rep.Pod.Node == "":
+			n.t.Errorf("status of %s's agent while frozen: %+v (last %+v), want role freeze, state frozen, last event holding", p, rep, rep.Last)
 		}
 	}
 	if len(reports) != len(pods) {
@@ -158,8 +158,8 @@ func (n *node) pluginStatusThaw(plugin string) {
 	reports = n.pluginStatus(plugin, name)
 	for _, p := range pods {
 		rep := reportOf(reports, p, frozen[p].Pod.Agent)
-		if rep == nil || rep.State != "ended" || rep.ExitCode == nil || *rep.ExitCode != 137 || rep.Last == nil || rep.Last.Event != "frozen" {
-			n.t.Errorf("status of %s's killed agent: %+v, want state ended, exit 137, last event frozen", p, rep)
+		if rep == nil || rep.State != "ended" || rep.ExitCode == nil || *rep.ExitCode != 137 || rep.Last == nil || rep.Last.Event != "holding" {
+			n.t.Errorf("status of %s's killed agent: %+v, want state ended, exit 137, last event holding", p, rep)
 		}
 	}
 

@@ -156,11 +156,18 @@ func (r *pluginRun) stderrText() string {
 	return r.stderr.String()
 }
 
-// waitFrozen collects events until each of pods had its frozen event,
-// and returns them by pod.
+// waitFrozen collects events until each of pods had its frozen event and
+// the holding event that follows it with the count (event contract schema
+// 2), and returns the frozen events by pod.
 func (r *pluginRun) waitFrozen(pods []string) map[string]pluginEvent {
 	r.n.t.Helper()
-	return r.waitEvents(pods, "frozen")["frozen"]
+	got := r.waitEvents(pods, "frozen", "holding")
+	for _, p := range pods {
+		if f, h := got["frozen"][p], got["holding"][p]; f.Processes != nil || h.Processes == nil || *h.Processes < 1 {
+			r.n.t.Errorf("pod %s: frozen %s, holding %s; want the count (at least 1) in holding only", p, f.raw, h.raw)
+		}
+	}
+	return got["frozen"]
 }
 
 // waitEvents collects events until each of pods had an event of each of
