@@ -329,6 +329,14 @@ func (n *node) pluginDeployment(plugin string) {
 		n.requireRunningApp(p)
 	}
 
+	// The plugin ends once every agent said thawed; the kubelet reports
+	// the agents' own exits a moment later (its pod status lags), and
+	// status reads that state.
+	for _, p := range pods {
+		if code := n.agentExit(p, frozen[p].Pod.Agent, agentWait); code != 0 {
+			n.t.Errorf("the agent of %s exited %d after its thaw, want 0", p, code)
+		}
+	}
 	// status is read-only and reads the agents' logs.
 	before := n.must("get", "pods", "-l", "app="+name, "-o", "jsonpath={.items[*].spec.ephemeralContainers[*].name}")
 	out, err := exec.Command(plugin, "status", "deployment/"+name, "--kubeconfig="+n.kubeconfig).CombinedOutput()
