@@ -45,6 +45,17 @@ const (
 	eventDeadline = 30 * time.Second
 	exitDeadline  = 30 * time.Second
 	limitDeadline = 20 * time.Second
+	// quietBeforeThaw is how long a subtree freeze, cgfreeze's and the
+	// kernel's own (limitSubtree), stays frozen before its thaw is timed.
+	// Moving a process between cgroups takes cgroup_threadgroup_rwsem for
+	// writing; the first writer after a quiet while waits for an RCU
+	// grace period (rcu_sync_enter: 10 ms and more on this VM), later ones
+	// within a grace period do not. A thaw timed right after the freeze's
+	// own migration would skip that wait, which every real thaw, after a
+	// hold, pays; both are timed after the same quiet, longer than a
+	// grace period, as both freezes are (the rounds before them migrate
+	// nothing for longer than that).
+	quietBeforeThaw = 100 * time.Millisecond
 )
 
 type line struct {
@@ -199,6 +210,11 @@ func (b *bench) cgfreeze(ctx context.Context, ct *container, subtree bool, durin
 	}
 	if during != nil {
 		if err := during(pid); err != nil {
+			return s, err
+		}
+	}
+	if subtree {
+		if err := sleepCtx(ctx, quietBeforeThaw); err != nil {
 			return s, err
 		}
 	}
@@ -528,7 +544,8 @@ const limitChild = "cgfreeze-limit"
 // then times the bare loop: one write(2) of one PID per process into the
 // child's cgroup.procs, opened once, re-reading the container's
 // cgroup.procs until it is empty, and the wait for the child's frozen 1.
-// The thaw: 0 into the child's cgroup.freeze, the same loop back, rmdir.
+// The thaw, after quietBeforeThaw: 0 into the child's cgroup.freeze, the
+// same loop back, rmdir.
 func (b *bench) limitSubtree(ctx context.Context, ct *container) (s sample, err error) {
 	if err := ct.check(); err != nil {
 		return s, err
@@ -571,6 +588,9 @@ func (b *bench) limitSubtree(ctx context.Context, ct *container) (s sample, err 
 	}
 	s.freeze = time.Since(t0)
 	if err := ct.requireFrozen("subtree-limit"); err != nil {
+		return s, err
+	}
+	if err := sleepCtx(ctx, quietBeforeThaw); err != nil {
 		return s, err
 	}
 	t2 := time.Now()
