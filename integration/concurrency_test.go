@@ -56,6 +56,7 @@ func TestConcurrentAgents(t *testing.T) {
 				if code := refused.wait(); code != exitAlreadyFrozen {
 					t.Errorf("round %d: refused agent exit %d, want %d", round, code, exitAlreadyFrozen)
 				}
+				holder.waitOne("holding")
 				holder.waitEvent("thawed")
 				if code := holder.wait(); code != 0 {
 					t.Errorf("round %d: holder exit %d, want 0: %s", round, code, holder.describe())

@@ -158,8 +158,8 @@ func TestTerminalHold(t *testing.T) {
 				}
 				names = append(names, e.Event+"/"+e.Reason)
 			}
-			if strings.Join(names, " ") != "frozen/ thawed/signal" {
-				t.Errorf("events %q, want frozen, thawed (signal)", names)
+			if strings.Join(names, " ") != "frozen/ holding/ thawed/signal" {
+				t.Errorf("events %q, want frozen, holding, thawed (signal)", names)
 			}
 			h.checkLeftovers()
 		})
