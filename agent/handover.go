@@ -237,6 +237,8 @@ func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev 
 	// "frozen" is out before the holder can write anything of its own.
 	ev.Flush(nil, frozenFlushLimit)
 	emitHolding(ev, log, t, frozen)
+	// So is "holding": the supervisor's last word on stdout.
+	ev.Flush(nil, frozenFlushLimit)
 	if err := faults.Point("supervisor:handover"); err != nil {
 		log.Warn().Err(err).Msg("fault injected before the hand-over")
 	}

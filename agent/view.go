@@ -33,11 +33,11 @@ type View struct {
 	width      int
 	loc        *time.Location // of the clock times shown: the local zone
 
-	frozen     *contract.Event // the frozen event, once the view shows it
-	frozenAt   time.Time
+	frozen   *contract.Event // the frozen event, once the view shows it
+	frozenAt time.Time
 	// pending is the frozen event until holding brings the count
 	// (schema 2): the header is written once, with it.
-	pending *contract.Event
+	pending    *contract.Event
 	processes  int
 	dropped    int
 	dropTried  bool
