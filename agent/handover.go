@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/cgfreeze/cgfreeze/contract"
 	"github.com/cgfreeze/cgfreeze/freezer"
 	"github.com/cgfreeze/cgfreeze/internal/faults"
+	"github.com/cgfreeze/cgfreeze/internal/jsonenc"
 	"github.com/rs/zerolog"
 )
 
@@ -42,9 +44,61 @@ type Handover struct {
 	FrozenAt int64 `json:"frozen_at"`
 }
 
-func encodeJSON(v any) string {
-	b, _ := json.Marshal(v)
+// encodeJSON writes the argument of a "go", "freeze" or "hold" message:
+// the JSON object json.Marshal gives, written by hand (appendJSON), since
+// the supervisor writes them on its way to the freeze's write, where
+// json.Marshal's first use of a type (its encoder built by reflection)
+// would cost a fresh process 0.1-0.2 ms.
+func encodeJSON[T Intent | Handover](v T) string {
+	var b []byte
+	switch v := any(v).(type) {
+	case Intent:
+		b = v.appendJSON(make([]byte, 0, 256))
+	case Handover:
+		b = v.appendJSON(make([]byte, 0, 64))
+	}
 	return string(b)
+}
+
+// appendJSON appends the intent as json.Marshal writes it (the fields of
+// freezer.Handle, in order; wire_test.go holds the two equal).
+func (in Intent) appendJSON(b []byte) []byte {
+	h := in.Handle
+	b = append(b, `{"pid":`...)
+	b = strconv.AppendInt(b, int64(h.PID), 10)
+	if h.ContainerID != "" {
+		b = append(b, `,"container_id":`...)
+		b = jsonenc.AppendString(b, h.ContainerID)
+	}
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, int64(h.Version), 10)
+	b = append(b, `,"path":`...)
+	b = jsonenc.AppendString(b, h.Path)
+	b = append(b, `,"strategy":`...)
+	b = jsonenc.AppendString(b, string(h.Strategy))
+	if h.EnteredNamespace {
+		b = append(b, `,"entered_namespace":true`...)
+	}
+	if len(h.Controllers) > 0 {
+		b = append(b, `,"controllers":[`...)
+		for i, c := range h.Controllers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonenc.AppendString(b, c)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendJSON appends the hand-over as json.Marshal writes it.
+func (h Handover) appendJSON(b []byte) []byte {
+	b = append(b, `{"processes":`...)
+	b = strconv.AppendInt(b, int64(h.Processes), 10)
+	b = append(b, `,"frozen_at":`...)
+	b = strconv.AppendInt(b, h.FrozenAt, 10)
+	return append(b, '}')
 }
 
 // Word is the supervisor's first word to its holder.
