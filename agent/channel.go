@@ -16,7 +16,9 @@ import (
 // descriptor number is passed as a flag). Both directions use the same
 // framing: one message a line, "kind" or "kind arg", the argument written
 // as is when it is a plain token and Go-quoted otherwise (a cgroup path
-// with a space). Messages:
+// with a space). The JSON arguments (Intent, Handover) are written and
+// read by hand, as encoding/json would (handover.go), since they lie on
+// the way to the freeze. Messages:
 //
 //	supervisor -> holder: "go <path>"  the supervisor resolved the target at path: go on
 //	                                   (the slow path: the holder freezes)

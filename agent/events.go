@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -319,7 +318,11 @@ func (w *Writer) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
 // once.
 func Format(e contract.Event, asJSON bool) []byte {
 	if asJSON {
-		b, _ := json.Marshal(e)
+		// By hand, not json.Marshal: the same bytes, without the
+		// reflection a fresh process pays on its first event, the
+		// "frozen" one (contract.Event.AppendJSON). A float with no JSON
+		// form gives an empty line, as json.Marshal's error did.
+		b, _ := e.AppendJSON(make([]byte, 0, 256))
 		return append(b, '\n')
 	}
 	if e.Event == contract.EventError {

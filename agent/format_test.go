@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"math"
 	"testing"
 	"time"
 
@@ -123,6 +124,17 @@ func TestEmitJSON(t *testing.T) {
 				t.Errorf("emit(%+v) =\n  %s\nwant\n  %s", tt.e, out.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestEmitJSONNoJSONForm: an event with a float that JSON cannot carry
+// (NaN, an infinity) is an empty line, as it was when json.Marshal's
+// error left nothing to write.
+func TestEmitJSONNoJSONForm(t *testing.T) {
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if got := string(Format(contract.Event{Event: "thawed", HeldMS: f}, true)); got != "\n" {
+			t.Errorf("Format with held_ms %v = %q, want an empty line", f, got)
+		}
 	}
 }
 
