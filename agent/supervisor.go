@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/cgfreeze/cgfreeze/contract"
@@ -29,7 +27,7 @@ const (
 
 // HolderProcess is a started holder, seen from its supervisor.
 type HolderProcess struct {
-	cmd    *exec.Cmd
+	proc   *process
 	ch     *Channel
 	parent *os.File // the pidfd of a --lease parent, or nil
 	// told: the supervisor has said "go" or "abort".
@@ -51,23 +49,22 @@ func StartHolder(exe string, args []string, stdin, stdout, stderr *os.File, pare
 		return nil, err
 	}
 	defer other.Close()
-	cmd := exec.Command(exe, args...)
-	cmd.ExtraFiles = []*os.File{other} // descriptor 3 = ChannelFD
 	// The holder reads stdin for --lease stdin; the supervisor never does.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	// The holder stays in the supervisor's process group: a holder in a
-	// background group that reads a terminal (--lease stdin) would be
-	// stopped by SIGTTIN. A terminal's Ctrl-C then reaches both, and the
-	// holder ignores the forwarded copy as it ignores any second signal.
-	if err := cmd.Start(); err != nil {
+	// Its end of the channel is descriptor 3 = ChannelFD. It stays in the
+	// supervisor's process group: a holder in a background group that
+	// reads a terminal (--lease stdin) would be stopped by SIGTTIN. A
+	// terminal's Ctrl-C then reaches both, and the holder ignores the
+	// forwarded copy as it ignores any second signal.
+	pid, err := forkExec(exe, append([]string{exe}, args...), []*os.File{stdin, stdout, stderr, other})
+	if err != nil {
 		_ = own.Close()
 		return nil, fmt.Errorf("start the holder %s: %w", exe, err)
 	}
-	return &HolderProcess{cmd: cmd, ch: NewChannel(own), parent: parent}, nil
+	return &HolderProcess{proc: newProcess(pid), ch: NewChannel(own), parent: parent}, nil
 }
 
 // PID is the holder's process ID.
-func (h *HolderProcess) PID() int { return h.cmd.Process.Pid }
+func (h *HolderProcess) PID() int { return h.proc.pid }
 
 // Proceed tells the holder the target the supervisor resolved (the slow
 // path: the holder freezes it, after the start gate): it resolves it from
@@ -88,15 +85,11 @@ func (h *HolderProcess) Abort() {
 		h.told = true
 		_ = h.ch.Send(Message{Kind: MsgAbort})
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = h.cmd.Wait()
-		close(exited)
-	}()
+	exited := h.proc.wait()
 	select {
 	case <-exited:
 	case <-time.After(holderAbortLimit):
-		_ = h.cmd.Process.Kill()
+		h.proc.signal(os.Kill)
 		<-exited
 	}
 	h.close()
@@ -172,11 +165,7 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 			_ = h.ch.Send(Message{Kind: MsgEnd, Arg: LeaseParent})
 		}()
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = h.cmd.Wait()
-		close(exited)
-	}()
+	exited := h.proc.wait()
 	isReady := false
 	for running := true; running; {
 		select {
@@ -184,14 +173,14 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 			// The holder may be gone already; then there is nothing to
 			// forward to.
 			if isReady {
-				_ = h.cmd.Process.Signal(s)
+				h.proc.signal(s)
 			} else {
 				h.pending = append(h.pending, s)
 			}
 		case <-ready:
 			isReady, ready = true, nil
 			for _, s := range h.pending {
-				_ = h.cmd.Process.Signal(s)
+				h.proc.signal(s)
 			}
 			h.pending = nil
 		case <-exited:
@@ -199,12 +188,11 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 		}
 	}
 	end := <-done
-	st := h.cmd.ProcessState
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		end.Signal = ws.Signal()
+	if h.proc.sig != nil {
+		end.Signal = h.proc.sig
 	} else {
 		// Its own exit code is the last word, "done" or not.
-		end.Code = st.ExitCode()
+		end.Code = h.proc.code
 	}
 	if end.Code < 0 {
 		end.Code = contract.ExitHolderDied
