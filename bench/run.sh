@@ -21,4 +21,4 @@ args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
   args=(-out docs/performance.md)
 fi
-flock /tmp/cgfreeze-itest.lock "$tmp/bench" "${args[@]}"
+flock -o /tmp/cgfreeze-itest.lock "$tmp/bench" "${args[@]}"
