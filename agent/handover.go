@@ -79,14 +79,8 @@ func (in Intent) appendJSON(b []byte) []byte {
 		b = append(b, `,"entered_namespace":true`...)
 	}
 	if len(h.Controllers) > 0 {
-		b = append(b, `,"controllers":[`...)
-		for i, c := range h.Controllers {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonenc.AppendString(b, c)
-		}
-		b = append(b, ']')
+		b = append(b, `,"controllers":`...)
+		b = jsonenc.AppendStrings(b, h.Controllers)
 	}
 	return append(b, '}')
 }

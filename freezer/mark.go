@@ -89,14 +89,8 @@ func (m mark) appendJSON(b []byte) ([]byte, error) {
 	b = m.Since.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
 	if len(m.Children) > 0 {
-		b = append(b, `,"children":[`...)
-		for i, c := range m.Children {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonenc.AppendString(b, c)
-		}
-		b = append(b, ']')
+		b = append(b, `,"children":`...)
+		b = jsonenc.AppendStrings(b, m.Children)
 	}
 	if m.Child != "" {
 		b = append(b, `,"child":`...)

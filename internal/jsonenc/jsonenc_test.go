@@ -73,3 +73,17 @@ func checkFloat(t *testing.T, f float64) {
 		t.Errorf("AppendFloat(%v) = %s, want %s", f, got[1:], want)
 	}
 }
+
+// TestAppendStrings: arrays of the samples, as encoding/json writes a
+// non-nil []string.
+func TestAppendStrings(t *testing.T) {
+	for _, ss := range [][]string{{}, {"one"}, samples} {
+		want, err := json.Marshal(ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendStrings(nil, ss); string(got) != string(want) {
+			t.Errorf("AppendStrings(%q) = %s, want %s", ss, got, want)
+		}
+	}
+}
