@@ -32,6 +32,12 @@ const (
 	// quietWindow is how long a frozen app must stay silent, and a thawed
 	// one must take to print again (it prints every 0.2 s).
 	quietWindow = 1500 * time.Millisecond
+	// logSettle is how long requireStopped lets the app's log settle
+	// before its first look: a line the app wrote just before the freeze
+	// (it prints every 0.2 s) reaches the log through the runtime's shim,
+	// which copies it on its own time (the shim is not frozen with the
+	// app), and would otherwise show up between the two looks.
+	logSettle = 300 * time.Millisecond
 )
 
 const (
@@ -395,6 +401,7 @@ func (n *node) lastTick(pod string) (int, error) {
 func (n *node) requireStopped(pod string) {
 	const container = "app"
 	n.t.Helper()
+	time.Sleep(logSettle)
 	a, err := n.lastTick(pod)
 	if err != nil {
 		n.t.Fatal(err)
