@@ -129,17 +129,6 @@ func (f *Frozen) HandOver(holder int, send func(lock *os.File) error) error {
 	return notLinux("hand over")
 }
 
-// Handle is what another process needs to reach a resolved target.
-type Handle struct {
-	PID              int      `json:"pid"`
-	ContainerID      string   `json:"container_id,omitempty"`
-	Version          int      `json:"version"`
-	Path             string   `json:"path"`
-	Strategy         Strategy `json:"strategy"`
-	EnteredNamespace bool     `json:"entered_namespace,omitempty"`
-	Controllers      []string `json:"controllers,omitempty"`
-}
-
 // Share fails off Linux.
 func (t *Target) Share() (Handle, []*os.File, error) {
 	return Handle{}, nil, notLinux("share the target")
