@@ -308,28 +308,25 @@ func (r *results) markdown(svgName string) string {
 	p("cgfreeze is timed as a whole process: *freeze* from its exec to the `frozen` event on its stdout, *thaw* from SIGTERM to its exit (after the confirmed thaw and its other processes' exit); `subtree` runs it as an agent in the container's PID namespace (from its exec: the namespace setup before it is not counted). runc and crun are timed as whole processes (`pause`, `resume`). **crun 1.8 on v2 exits before the cgroup says `frozen 1`**: the bench reads `cgroup.events` at its exit and waits for `frozen 1` (*crun + confirm*: its wall time plus that wait; where the first read says frozen already the wait counts 0); cgfreeze's `frozen` event, runc and the floors all come after the kernel's confirmation, so the comparisons on v2 are to *crun + confirm*. The *floors* are programs built at bench time that do only what a freeze cannot do without, timed like cgfreeze: read `/proc/PID/cgroup`, open the freezer file, write, confirm frozen (v1 `freezer.state`; v2 `cgroup.freeze`, then `cgroup.events`), print `frozen`, and on SIGTERM the same for the thaw. `bench/floor/floor.c` (gcc -O2 -static) and `bench/floorgo` (Go, the standard library only); *+ wd* forks a watchdog child before the write that would thaw if the floor died (a pipe whose EOF it waits for); the C one with fork(2), the Go one by a re-exec of itself (syscall.ForkExec), the cheapest honest way in Go, which cannot fork without an exec, and what cgfreeze's holder does (os.StartProcess costs 0.3 ms more: its first call forks and reaps a child to check that pidfds work); neither waits for its child. The *kernel* is the kernel's own cost, measured in the bench's process with the files open: write `FROZEN` and re-read `freezer.state` until `FROZEN` (v1); write `1` to `cgroup.freeze` and wait for `frozen 1` in `cgroup.events` (v2); for `subtree` the bare loop of one write(2) per PID into an already frozen child, plus the wait for the child's `frozen 1`. The thaw: `THAWED` until `self_freezing` 0; `0` until `frozen 0`; `0` into the child, the loop back, rmdir (the kernel's own move-back loop). Every wait for `cgroup.events` of the bench and of the floors (the kernel's figures, crun's confirmation) re-reads it at once and for the first 2 ms, then polls it with a 1 ms timeout: not poll(2) alone, because the kernel sends at most 100 notifications a second per cgroup file and defers later ones by a timer (`CGROUP_FILE_NOTIFY_MIN_INTV`), which delayed the wake-up by 1 to 15 ms for a container of one process here, where a re-read said frozen within 0.1 ms.\n\n")
 
 	directRows := []string{"v1", "direct"}
-	freezeCols := []struct {
+	// column is a method's column: its samples' name, its heading, and
+	// which of its series it shows.
+	type column struct {
 		name, head string
 		sel        func(series) []time.Duration
-	}{
+	}
+	freezeCols := []column{
 		{"cgfreeze", "cgfreeze", series.freeze}, {"crun", "crun pause", series.freeze}, {"crun", "crun + confirm", series.confirmed},
 		{"runc", "runc pause", series.freeze}, {"go-floor-wd", "Go floor + wd", series.freeze}, {"go-floor", "Go floor", series.freeze},
 		{"c-floor-wd", "C floor + wd", series.freeze}, {"c-floor", "C floor", series.freeze}, {"limit", "kernel", series.freeze},
 		{"cgfreeze", "cgfreeze's own `elapsed_ms`", series.freezeEv},
 	}
-	thawCols := []struct {
-		name, head string
-		sel        func(series) []time.Duration
-	}{
+	thawCols := []column{
 		{"cgfreeze", "cgfreeze", series.thaw}, {"crun", "crun resume", series.thaw}, {"crun", "crun + confirm", series.thawConfirmed},
 		{"runc", "runc resume", series.thaw}, {"go-floor-wd", "Go floor + wd", series.thaw}, {"go-floor", "Go floor", series.thaw},
 		{"c-floor-wd", "C floor + wd", series.thaw}, {"c-floor", "C floor", series.thaw}, {"limit", "kernel", series.thaw},
 		{"cgfreeze", "cgfreeze's own `elapsed_ms`", series.thawEv},
 	}
-	table := func(title string, cols []struct {
-		name, head string
-		sel        func(series) []time.Duration
-	}) {
+	table := func(title string, cols []column) {
 		p("%s\n\n| cgroup | processes |", title)
 		for _, c := range cols {
 			p(" %s |", c.head)

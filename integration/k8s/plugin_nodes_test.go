@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -132,22 +131,7 @@ func (n *node) pluginTwoNodes(plugin string) {
 	for _, p := range pods {
 		n.requireStopped(p)
 	}
-	stop := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	code, rest := r.wait(pluginExitWait)
-	if code != 0 {
-		n.t.Errorf("the plugin exited %d after SIGTERM, want 0\nstderr:\n%s", code, r.stderrText())
-	}
-	thawed := map[string]bool{}
-	for _, e := range rest {
-		if e.Event == "thawed" {
-			thawed[e.Pod.Name] = true
-		}
-	}
-	if len(thawed) != len(pods) {
-		n.t.Errorf("thawed events for %v, want all of %v", thawed, pods)
-	}
-	n.t.Logf("SIGTERM: every replica on both nodes thawed and the plugin ended in %v", time.Since(stop).Round(time.Millisecond))
+	n.t.Logf("SIGTERM: every replica on both nodes thawed and the plugin ended in %v", r.stopAllThawed(pods).Round(time.Millisecond))
 	for _, p := range pods {
 		n.requireRunningApp(p)
 	}

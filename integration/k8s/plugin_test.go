@@ -170,6 +170,29 @@ func (r *pluginRun) waitFrozen(pods []string) map[string]pluginEvent {
 	return got["frozen"]
 }
 
+// stopAllThawed sends the plugin SIGTERM, requires its exit 0 and a thawed
+// event for each of pods, and returns how long that took.
+func (r *pluginRun) stopAllThawed(pods []string) time.Duration {
+	n := r.n
+	n.t.Helper()
+	stop := time.Now()
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	code, rest := r.wait(pluginExitWait)
+	if code != 0 {
+		n.t.Errorf("the plugin exited %d after SIGTERM, want 0\nstderr:\n%s", code, r.stderrText())
+	}
+	thawed := map[string]bool{}
+	for _, e := range rest {
+		if e.Event == "thawed" {
+			thawed[e.Pod.Name] = true
+		}
+	}
+	if len(thawed) != len(pods) {
+		n.t.Errorf("thawed events for %v, want all of %v", thawed, pods)
+	}
+	return time.Since(stop)
+}
+
 // waitEvents collects events until each of pods had an event of each of
 // names, and returns them by name, then by pod.
 func (r *pluginRun) waitEvents(pods []string, names ...string) map[string]map[string]pluginEvent {
@@ -309,22 +332,7 @@ func (n *node) pluginDeployment(plugin string) {
 		}
 		n.requireStopped(p)
 	}
-	stop := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	code, rest := r.wait(pluginExitWait)
-	if code != 0 {
-		n.t.Errorf("the plugin exited %d after SIGTERM, want 0\nstderr:\n%s", code, r.stderrText())
-	}
-	thawed := map[string]bool{}
-	for _, e := range rest {
-		if e.Event == "thawed" {
-			thawed[e.Pod.Name] = true
-		}
-	}
-	if len(thawed) != len(pods) {
-		n.t.Errorf("thawed events for %v, want all of %v", thawed, pods)
-	}
-	n.t.Logf("SIGTERM: every replica thawed and the plugin ended in %v", time.Since(stop).Round(time.Millisecond))
+	n.t.Logf("SIGTERM: every replica thawed and the plugin ended in %v", r.stopAllThawed(pods).Round(time.Millisecond))
 	for _, p := range pods {
 		n.requireRunningApp(p)
 	}
