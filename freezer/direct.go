@@ -87,6 +87,13 @@ func (direct) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 		}
 		return holdPolicy{}, classify(err)
 	}
+	var err error
+	if h.freeze, err = h.probe(root, t.Path, "cgroup.freeze"); err != nil {
+		return holdPolicy{}, err
+	}
+	if h.events, err = h.probe(root, t.Path, "cgroup.events"); err != nil {
+		return holdPolicy{}, err
+	}
 	return holdPolicy{fullEvery: directHoldFallback}, nil
 }
 
@@ -94,6 +101,18 @@ func (direct) holdQuick(*hold) bool { return false }
 
 func (direct) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
 	t := h.f.Target
+	// When all is well, the check reads only the files kept open, with the
+	// mount package's raw reads (which leave the Go runtime's monitor
+	// thread asleep, see v1's holdCheck); anything else is read anew below.
+	var buf [128]byte
+	if req, err := h.freeze.Read(buf[:]); err == nil && string(req) == "1" {
+		if ev, err := h.events.Read(buf[:]); err == nil {
+			if populated, frozen, err := parseEvents(t.Path, string(ev)); err == nil && populated && frozen {
+				h.frozenOrLate(t.Path, true)
+				return nil
+			}
+		}
+	}
 	req, err := readGone(root, t.Path, "cgroup.freeze")
 	if err != nil {
 		return err

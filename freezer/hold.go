@@ -82,13 +82,20 @@ type hold struct {
 	// (v1: the target's freezer.self_freezing and freezer.state) are the
 	// files a strategy's quick look re-reads, kept open (probe).
 	procs, selfFreezing, state *mount.Probe
+	// freeze and events (direct) are the target's cgroup.freeze and
+	// cgroup.events, kept open for the periodic check.
+	freeze, events *mount.Probe
 	// probes are the files kept open, closed with the hold.
 	probes []*mount.Probe
 	// member (v1) is /proc/<PID>/cgroup of the process the target was
-	// resolved from, as the hold first read it: while it reads the same,
-	// that process is still in the target, which is populated, and the
-	// full check need not list the target's processes (v1HoldFullEvery).
-	member string
+	// resolved from, as the hold first read it from memberFile, kept open:
+	// while it reads the same, that process is still in the target, which
+	// is populated, and the full check need not list the target's
+	// processes (v1HoldFullEvery). The open file stays with the process
+	// it was opened for: once that process is gone it reads an error, even
+	// if its PID is reused.
+	member     string
+	memberFile *mount.Probe
 	// lastQuiet is when the quick look last found nothing to repair (Unix
 	// nanoseconds; the quick look runs on a goroutine of its own).
 	lastQuiet atomic.Int64
@@ -177,13 +184,20 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
 	now := time.Now()
 	h.lastQuiet.Store(now.UnixNano())
 	// The quick look runs on the hold's goroutine, at a tick of the
-	// notifier's own (a timerfd): each period costs one wake-up (100 to
-	// 180 µs of CPU on the test machine, docs/design.md), and the
-	// mount's thread is used only when the look finds something. Where
+	// notifier's own (a timerfd), and so does the full check, every so
+	// many ticks: each period costs one wake-up of one thread (100 to
+	// 180 µs of CPU on the test machine, docs/design.md), the wait sets no
+	// timer of the Go runtime (whose monitor thread would wake for it
+	// too), and the mount's thread is used only for a full check. Where
 	// the tick cannot be set, a goroutine of its own on Go's timers.
-	inline := false
-	if policy.quickEvery > 0 {
-		inline = h.n.SetTick(policy.quickEvery) == nil
+	period := policy.quickEvery
+	if period == 0 {
+		period = policy.fullEvery
+	}
+	inline := period > 0 && h.n.SetTick(period) == nil
+	ticksPerFull, ticks := 1, 0
+	if inline {
+		ticksPerFull = max(int(policy.fullEvery/period), 1)
 	}
 	if policy.quickEvery > 0 && !inline {
 		quit := make(chan struct{})
@@ -196,9 +210,16 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
 	}
 	// The first check is a full one, at once: it sees what changed
 	// between the confirmed freeze and the start of the hold.
-	nextFull := now
+	fullDue, nextFull := true, now
 	for {
-		changed, err := h.n.Wait(max(time.Until(nextFull), 0))
+		wait := mount.NoLimit
+		switch {
+		case fullDue:
+			wait = 0
+		case !inline:
+			wait = max(time.Until(nextFull), 0)
+		}
+		changed, err := h.n.Wait(wait)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -206,20 +227,28 @@ func (f *Frozen) Hold(ctx context.Context, report func(HoldReport)) error {
 			return fmt.Errorf("hold of %s: %w", t.Path, err)
 		}
 		now := time.Now()
-		full := !now.Before(nextFull)
 		quick := h.quickHit.Swap(false)
 		if inline && h.n.Ticked() {
-			if f.impl.holdQuick(h) {
-				quick = true
-			} else {
-				h.lastQuiet.Store(now.UnixNano())
+			if ticks++; ticks >= ticksPerFull {
+				ticks, fullDue = 0, true
+			}
+			if policy.quickEvery > 0 && !fullDue {
+				if f.impl.holdQuick(h) {
+					quick = true
+				} else {
+					h.lastQuiet.Store(now.UnixNano())
+				}
 			}
 		}
+		if !inline && !now.Before(nextFull) {
+			fullDue = true
+		}
+		full := fullDue
 		if !full && !quick && len(changed) == 0 {
 			continue
 		}
 		if full {
-			nextFull = now.Add(policy.fullEvery)
+			fullDue, nextFull = false, now.Add(policy.fullEvery)
 		}
 		h.woke = now
 		if err := t.fs.Do(func(root *mount.Root) error { return f.impl.holdCheck(root, h, changed, full) }); err != nil {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -183,10 +182,36 @@ func (v1) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 	if h.state, err = h.probe(root, t.Path, "freezer.state"); err != nil {
 		return holdPolicy{}, err
 	}
-	if b, err := os.ReadFile(v1MemberFile(t)); err == nil && !root.IsFake() {
-		h.member = string(b)
+	if !root.IsFake() {
+		if p, err := mount.OpenFileProbe(v1MemberFile(t)); err == nil {
+			h.probes = append(h.probes, p)
+			var buf [v1MemberMax]byte
+			if b, err := p.Read(buf[:]); err == nil && len(b) < len(buf) {
+				h.member, h.memberFile = string(b), p
+			}
+		}
 	}
 	return holdPolicy{quickEvery: v1HoldEvery, fullEvery: v1HoldFullEvery}, nil
+}
+
+// v1MemberMax bounds the /proc/<PID>/cgroup that the hold keeps to compare
+// (a dozen hierarchies' lines); a longer one is not kept, and the full
+// check lists the target's processes instead.
+const v1MemberMax = 4096
+
+// sameMember tells whether the process the target was resolved from still
+// reads the /proc/<PID>/cgroup it read when the hold started; once it does
+// not, the hold stops asking.
+func (h *hold) sameMember() bool {
+	if h.memberFile == nil {
+		return false
+	}
+	var buf [v1MemberMax]byte
+	if b, err := h.memberFile.Read(buf[:]); err == nil && string(b) == h.member {
+		return true
+	}
+	h.member, h.memberFile = "", nil
+	return false
 }
 
 // holdQuick tells whether the target may no longer be held: anything but
@@ -201,8 +226,17 @@ func (v1) holdQuick(h *hold) bool {
 	return err != nil || string(state) != "FROZEN"
 }
 
-func (v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
+func (v v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
 	t := h.f.Target
+	// The periodic check when nothing is amiss reads only files kept open,
+	// with the mount package's raw reads: the quick look again, and the
+	// resolved process's /proc/<PID>/cgroup. A system call made the usual
+	// way would wake the Go runtime's monitor thread, which then polls
+	// every 20 µs for as long as the check takes.
+	if !v.holdQuick(h) && h.sameMember() {
+		h.frozenOrLate(t.Path, true)
+		return nil
+	}
 	self, err := readGone(root, t.Path, "freezer.self_freezing")
 	if err != nil {
 		return err
@@ -215,15 +249,12 @@ func (v1) holdCheck(root *mount.Root, h *hold, _ []string, _ bool) error {
 		return err
 	}
 	h.frozenOrLate(t.Path, state == "FROZEN")
-	if h.member != "" {
+	if h.sameMember() {
 		// The process the target was resolved from is still there: a
 		// read of one small file where the kernel would build and sort
 		// the list of every process of the tree (v1's cgroup.procs),
 		// some 1.5 ms for 1000 processes, every v1HoldFullEvery.
-		if b, err := os.ReadFile(v1MemberFile(t)); err == nil && string(b) == h.member {
-			return nil
-		}
-		h.member = ""
+		return nil
 	}
 	populated, err := treePopulated(root, t.Path)
 	if err != nil {

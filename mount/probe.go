@@ -34,6 +34,16 @@ func (r *Root) OpenProbe(p string) (*Probe, error) {
 	return pr, nil
 }
 
+// OpenFileProbe opens the file at p, outside any Root (such as
+// /proc/<PID>/cgroup), for re-reads. Close it.
+func OpenFileProbe(p string) (*Probe, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return &Probe{f: f, p: p}, nil
+}
+
 // Read reads the start of the file into buf and returns it without
 // surrounding white space; a file longer than buf is cut at len(buf).
 func (pr *Probe) Read(buf []byte) ([]byte, error) {
@@ -41,7 +51,7 @@ func (pr *Probe) Read(buf []byte) ([]byte, error) {
 		v, err := pr.fake.ReadFile(pr.p)
 		return buf[:copy(buf, v)], err
 	}
-	n, err := unix.Pread(int(pr.f.Fd()), buf, 0)
+	n, err := rawPread(int(pr.f.Fd()), buf, 0) // rawsys_linux.go: why
 	if err != nil {
 		return nil, &os.PathError{Op: "pread", Path: pr.p, Err: err}
 	}

@@ -133,7 +133,7 @@ func (w *Watcher) Close() {
 
 func drainEventfd(fd int) {
 	var buf [8]byte
-	_, _ = unix.Read(fd, buf[:])
+	_, _ = rawRead(fd, buf[:])
 }
 
 // Notifier waits on many cgroup files and directories at once, for a
@@ -375,12 +375,23 @@ func (n *Notifier) Watching(p string) bool {
 	return file || dir
 }
 
+// NoLimit as Wait's d waits for a change, the tick or Wake, however long
+// that takes.
+const NoLimit time.Duration = -1
+
 // Wait returns the watched paths that changed, after the first change or
-// after d, whichever comes first (none then). A file is re-armed, a
-// directory's events drained, before Wait returns: a change after that
-// wakes the next Wait.
+// after d, whichever comes first (none then); d of 0 only looks, a d below
+// 0 (NoLimit) has no time limit. A file is re-armed, a directory's events
+// drained, before Wait returns: a change after that wakes the next Wait.
+//
+// A Wait with no limit sets no timer of the Go runtime: an idle process
+// whose only wake-ups are the tick (SetTick) lets the runtime's monitor
+// thread sleep through them.
 func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 	if n.ep < 0 {
+		if d < 0 {
+			return nil, errors.New("wait with no limit: no epoll instance")
+		}
 		time.Sleep(d)
 		return nil, nil
 	}
@@ -415,7 +426,7 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 			drainEventfd(fd)
 		} else {
 			var buf [512]byte
-			_, _ = unix.Pread(fd, buf[:], 0)
+			_, _ = rawPread(fd, buf[:], 0)
 		}
 	}
 	return changed, nil
@@ -424,7 +435,13 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 // epollWait waits up to d for events into n.evs and returns how many came.
 func (n *Notifier) epollWait(d time.Duration) (int, error) {
 	wait := func(ms int) (int, error) {
-		k, err := unix.EpollWait(n.ep, n.evs, ms)
+		var k int
+		var err error
+		if ms == 0 {
+			k, err = rawEpollPoll(n.ep, n.evs) // rawsys_linux.go: why
+		} else {
+			k, err = unix.EpollWait(n.ep, n.evs, ms)
+		}
 		if errors.Is(err, unix.EINTR) {
 			return 0, nil
 		}
@@ -433,17 +450,21 @@ func (n *Notifier) epollWait(d time.Duration) (int, error) {
 		}
 		return k, nil
 	}
-	if d <= 0 {
+	if d == 0 {
 		return wait(0)
 	}
 	if n.rc == nil {
-		ms := int(d.Milliseconds())
-		if ms == 0 {
-			ms = 1
+		ms := -1 // NoLimit
+		if d > 0 {
+			ms = max(int(d.Milliseconds()), 1)
 		}
 		return wait(ms)
 	}
-	if err := n.epf.SetReadDeadline(time.Now().Add(d)); err != nil {
+	var deadline time.Time // none, for NoLimit
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	if err := n.epf.SetReadDeadline(deadline); err != nil {
 		return 0, fmt.Errorf("epoll deadline: %w", err)
 	}
 	var got int
@@ -467,7 +488,7 @@ func (n *Notifier) drainInotify() []string {
 	seen := map[string]bool{}
 	var buf [4096]byte
 	for {
-		k, err := unix.Read(n.ino, buf[:])
+		k, err := rawRead(n.ino, buf[:])
 		if err != nil || k <= 0 {
 			break
 		}
