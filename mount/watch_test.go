@@ -3,7 +3,9 @@
 package mount
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -129,5 +131,103 @@ func TestFakeRoot(t *testing.T) {
 	}
 	if !slices.Equal(writes, []string{"x/cgroup.procs=1", "x/cgroup.procs=2"}) {
 		t.Errorf("writes = %v", writes)
+	}
+}
+
+// A Wait with no limit ends at the tick (Ticked then says so, once) or at a
+// Wake, and at nothing else; a zero d only looks.
+func TestNotifierNoLimit(t *testing.T) {
+	fs, err := Open(Spec{Version: 2}, Options{Fake: NewFake(t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = fs.Close() }()
+	var n *Notifier
+	_ = fs.Do(func(r *Root) error { n = r.NewNotifier(); return nil })
+	defer n.Close()
+	if got, err := n.Wait(0); err != nil || len(got) != 0 || n.Ticked() {
+		t.Fatalf("Wait(0) with nothing set = %v, %v", got, err)
+	}
+	const period = 30 * time.Millisecond
+	if err := n.SetTick(period); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetTick(period); err == nil {
+		t.Error("a second SetTick was accepted")
+	}
+	for i := range 3 {
+		start := time.Now()
+		if got, err := n.Wait(NoLimit); err != nil || len(got) != 0 {
+			t.Fatalf("Wait(NoLimit) = %v, %v", got, err)
+		}
+		if !n.Ticked() {
+			t.Fatalf("tick %d: Wait(NoLimit) returned %v after its start without the tick", i, time.Since(start))
+		}
+		if n.Ticked() {
+			t.Fatal("Ticked said so twice for one tick")
+		}
+	}
+	// A Wake ends the wait long before the next tick of a slow one.
+	var slow *Notifier
+	_ = fs.Do(func(r *Root) error { slow = r.NewNotifier(); return nil })
+	defer slow.Close()
+	if err := slow.SetTick(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(10 * time.Millisecond); slow.Wake() }()
+	start := time.Now()
+	if _, err := slow.Wait(NoLimit); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second || slow.Ticked() {
+		t.Errorf("Wake ended Wait(NoLimit) after %v (ticked %v)", d, slow.Ticked())
+	}
+}
+
+// A file probe re-reads its file at every Read, and the probe of a
+// process's /proc/<PID>/cgroup fails once that process is gone (it stays
+// bound to the process, not to the number).
+func TestFileProbe(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte(" one \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := OpenFileProbe(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	var buf [8]byte
+	if b, err := pr.Read(buf[:]); err != nil || string(b) != "one" {
+		t.Fatalf("Read = %q, %v", b, err)
+	}
+	if err := os.WriteFile(p, []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := pr.Read(buf[:]); err != nil || string(b) != "two" {
+		t.Fatalf("Read after a rewrite = %q, %v", b, err)
+	}
+	if _, err := OpenFileProbe(filepath.Join(dir, "none")); err == nil {
+		t.Error("OpenFileProbe of a missing file succeeded")
+	}
+
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cg, err := OpenFileProbe(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	var big [4096]byte
+	if b, err := cg.Read(big[:]); err != nil || len(b) == 0 {
+		t.Fatalf("Read of a live process's cgroup file = %q, %v", b, err)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if b, err := cg.Read(big[:]); err == nil {
+		t.Errorf("Read of a reaped process's cgroup file = %q, want an error", b)
 	}
 }
