@@ -197,7 +197,7 @@ func TestFileProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pr.Close()
+	defer func() { _ = pr.Close() }()
 	var buf [8]byte
 	if b, err := pr.Read(buf[:]); err != nil || string(b) != "one" {
 		t.Fatalf("Read = %q, %v", b, err)
@@ -220,7 +220,7 @@ func TestFileProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cg.Close()
+	defer func() { _ = cg.Close() }()
 	var big [4096]byte
 	if b, err := cg.Read(big[:]); err != nil || len(b) == 0 {
 		t.Fatalf("Read of a live process's cgroup file = %q, %v", b, err)
