@@ -675,6 +675,24 @@ func readAllAt(f *os.File, buf []byte) ([]byte, error) {
 type holdStat struct {
 	dur   time.Duration
 	procs []procStat
+	// floor is the C look loop (floor look) over the same window: the
+	// same files re-read at the same period as the strategy's hold.
+	floor procStat
+}
+
+// holdLooks is what an idle hold of each strategy re-reads, and how often:
+// freezer's v1HoldEvery (freezer.self_freezing and freezer.state),
+// directHoldFallback (cgroup.freeze and cgroup.events) and subtreeJoinScan
+// (cgroup.procs). The C loop that makes the same looks is the idle floor.
+func holdLooks(ct *container, subtree bool) (period time.Duration, files []string) {
+	switch {
+	case subtree:
+		return 50 * time.Millisecond, []string{filepath.Join(ct.dir, "cgroup.procs")}
+	case ct.version == 1:
+		return 100 * time.Millisecond, []string{filepath.Join(ct.dir, "freezer.self_freezing"), filepath.Join(ct.dir, "freezer.state")}
+	default:
+		return time.Second, []string{filepath.Join(ct.dir, "cgroup.freeze"), filepath.Join(ct.dir, "cgroup.events")}
+	}
 }
 
 type procStat struct {
@@ -714,6 +732,17 @@ func descendants(pid int) []int {
 func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat, error) {
 	var st holdStat
 	during := func(started int) error {
+		period, files := holdLooks(ct, subtree)
+		look := exec.Command(b.floorC, append([]string{"look", strconv.FormatInt(period.Milliseconds(), 10)}, files...)...)
+		var lookErr strings.Builder
+		look.Stderr = &lookErr
+		if err := look.Start(); err != nil {
+			return fmt.Errorf("the C look loop: %w", err)
+		}
+		defer func() {
+			_ = look.Process.Kill()
+			_ = look.Wait()
+		}()
 		// Let the start settle before the window.
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return err
@@ -726,11 +755,20 @@ func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat
 				return err
 			}
 		}
+		lookBefore, err := taskStats(look.Process.Pid)
+		if err != nil {
+			return fmt.Errorf("the C look loop: %w; its stderr: %q", err, lookErr.String())
+		}
 		t0 := time.Now()
 		if err := sleepCtx(ctx, b.o.hold); err != nil {
 			return err
 		}
 		st.dur = time.Since(t0)
+		lookAfter, err := taskStats(look.Process.Pid)
+		if err != nil || lookAfter.threads == 0 {
+			return fmt.Errorf("the C look loop ended during the hold: %v; its stderr: %q", err, lookErr.String())
+		}
+		st.floor = procStat{what: "C look loop", cpu: lookAfter.cpu - lookBefore.cpu, switches: lookAfter.switches - lookBefore.switches, threads: lookAfter.threads}
 		if now := descendants(started); !slices.Equal(now, pids) {
 			return fmt.Errorf("cgfreeze's processes changed during the hold: %v, then %v", pids, now)
 		}

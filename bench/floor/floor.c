@@ -13,6 +13,11 @@
  *   v1: MOUNTPOINT is the freezer hierarchy's; v2: cgroup2's.
  * stdout: "frozen" once frozen, "thawed" once thawed. Exit 0; 2 bad usage;
  * 3 a cgroup file failed or the state did not come within 20 s.
+ *
+ * usage: floor look MS FILE...
+ *   the idle floor of a hold: every MS milliseconds (a timerfd in an epoll
+ *   instance) it re-reads each FILE, kept open, with pread at offset 0, as
+ *   cgfreeze's hold makes its periodic look; until it is killed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,7 +95,42 @@ static void wait_state(int want) {
 	}
 }
 
+/* look is "floor look MS FILE...": see the usage above. */
+static int look(int argc, char **argv) {
+	long ms = atol(argv[2]);
+	if (ms <= 0 || argc - 3 > 16) {
+		fprintf(stderr, "usage: floor look MS FILE... (MS > 0, at most 16 files)\n");
+		return 2;
+	}
+	int fds[16], nf = argc - 3;
+	for (int i = 0; i < nf; i++)
+		if ((fds[i] = open(argv[3 + i], O_RDONLY | O_CLOEXEC)) < 0)
+			die("open", argv[3 + i]);
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct itimerspec its = {{ms / 1000, (ms % 1000) * 1000000}, {ms / 1000, (ms % 1000) * 1000000}};
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = tfd};
+	if (tfd < 0 || ep < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev) < 0)
+		die("timerfd", "");
+	if (write(1, "looking\n", 8) != 8)
+		die("write", "stdout");
+	for (;;) {
+		struct epoll_event out[4];
+		uint64_t ticks;
+		char buf[512];
+		if (epoll_wait(ep, out, 4, -1) < 0 && errno != EINTR)
+			die("epoll_wait", "");
+		if (read(tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+			die("read", "timerfd");
+		for (int i = 0; i < nf; i++)
+			if (pread(fds[i], buf, sizeof buf, 0) < 0)
+				die("pread", argv[3 + i]);
+	}
+}
+
 int main(int argc, char **argv) {
+	if (argc >= 4 && strcmp(argv[1], "look") == 0)
+		return look(argc, argv);
 	if (argc < 4 || argc > 5 || (strcmp(argv[1], "v1") && strcmp(argv[1], "v2")) ||
 	    (argc == 5 && strcmp(argv[4], "watchdog"))) {
 		fprintf(stderr, "usage: floor v1|v2 MOUNTPOINT PID [watchdog]\n");
