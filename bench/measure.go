@@ -765,8 +765,11 @@ func (b *bench) hold(ctx context.Context, ct *container, subtree bool) (holdStat
 		}
 		st.dur = time.Since(t0)
 		lookAfter, err := taskStats(look.Process.Pid)
-		if err != nil || lookAfter.threads == 0 {
-			return fmt.Errorf("the C look loop ended during the hold: %v; its stderr: %q", err, lookErr.String())
+		if err != nil {
+			return fmt.Errorf("the C look loop ended during the hold: %w; its stderr: %q", err, lookErr.String())
+		}
+		if lookAfter.threads == 0 {
+			return fmt.Errorf("the C look loop ended during the hold; its stderr: %q", lookErr.String())
 		}
 		st.floor = procStat{what: "C look loop", cpu: lookAfter.cpu - lookBefore.cpu, switches: lookAfter.switches - lookBefore.switches, threads: lookAfter.threads}
 		if now := descendants(started); !slices.Equal(now, pids) {
