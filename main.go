@@ -45,9 +45,12 @@ func main() {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	// A write to a closed stdout returns EPIPE (the event writer ends the
 	// hold on it, exit 15) instead of killing the process with SIGPIPE:
-	// with SIGPIPE notified, the Go runtime does not raise it. Nobody
-	// reads the channel, whose buffer of one drops the rest.
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	// with SIGPIPE ignored, the Go runtime does not raise it. Ignored, not
+	// notified: signal.Notify enables a signal with a round trip to a
+	// thread of the runtime's own (which it starts for the first), where
+	// Ignore sets the disposition at once. The holder, the only process
+	// cgfreeze starts, inherits SIG_IGN and ignores it too.
+	signal.Ignore(syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

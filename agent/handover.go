@@ -349,6 +349,12 @@ func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev 
 	emitFrozen(ev, log, t, frozen, frozenAt.Sub(start))
 	// "frozen" is out before the holder can write anything of its own.
 	ev.Flush(nil, frozenFlushLimit)
+	// The caller that waits for "frozen" has just been woken, most
+	// likely onto this CPU (the kernel places a woken reader beside its
+	// writer), where it would wait for this process's count and
+	// hand-over while the holder, still starting, takes the other CPU:
+	// the CPU is offered to it first.
+	yieldCPU()
 	emitHolding(ev, log, t, frozen)
 	// So is "holding": the supervisor's last word on stdout.
 	ev.Flush(nil, frozenFlushLimit)

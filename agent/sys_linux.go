@@ -16,6 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// yieldCPU offers this thread's CPU to the tasks waiting for it
+// (sched_yield(2)); it does not wait.
+func yieldCPU() { _, _, _ = unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
 // NewChannelPair makes the channel: the supervisor's end, and the end to
 // hand to the holder (as its descriptor ChannelFD). Both are close-on-exec:
 // only the holder's start passes its end on.

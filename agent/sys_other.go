@@ -15,6 +15,9 @@ import (
 // ErrNotLinux: the supervisor and holder run on Linux only.
 var ErrNotLinux = errors.New("the cgfreeze agent works on Linux only")
 
+// yieldCPU does nothing off Linux.
+func yieldCPU() {}
+
 // NewChannelPair fails with ErrNotLinux off Linux.
 func NewChannelPair() (own, other *os.File, err error) { return nil, nil, ErrNotLinux }
 
