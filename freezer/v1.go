@@ -149,21 +149,24 @@ func threadSleep(d time.Duration) {
 	}
 }
 
-// The v1 hold. v1 has no notification: the hold's quick look re-reads
-// freezer.self_freezing and freezer.state from files kept open every
-// v1HoldEvery (a pread each, a few µs) to see the runtime's or owner's thaw
-// (runc thaws a paused v1 container before it kills it), and the full
-// check on the mount's thread runs every v1HoldFullEvery, and at once when
-// the quick look finds anything: it also sees whether a process is left (a
-// frozen v1 task cannot exit, not even on SIGKILL, so the cgroup empties
-// only by migration or after a thaw, which the quick look sees first). The
-// hold's cost is its wake-ups, not its reads (docs/design.md, "The hold").
+// The v1 hold. v1 notifies nothing of its own, but the owner's thaw (runc
+// thaws a paused v1 container before it kills it) is a write of THAWED to
+// the target's freezer.state, and the VFS raises inotify's IN_MODIFY on
+// every write(2), through whichever mount: the hold watches it and sees the
+// thaw at once. The full check runs every v1HoldFullEvery and at each
+// write: it sees whether a process is left (a frozen v1 task cannot exit,
+// not even on SIGKILL, so the cgroup empties only by migration or after a
+// thaw, which the write shows first). Without inotify (or on a fake
+// hierarchy, whose files are rewritten by renaming), the quick look
+// re-reads freezer.self_freezing and freezer.state from files kept open
+// every v1HoldEvery instead. The hold's cost is its wake-ups, not its
+// reads (docs/design.md, "The hold").
 //
-// An inotify watch of writes to freezer.state (IN_MODIFY, which the VFS
-// raises on every write(2)) would see the owner's THAWED at once and save
-// the look, but releasing an inotify instance waits for an SRCU grace
-// period (fsnotify's mark reaper): it added 5 to 20 ms to every exit here,
-// on the path from SIGTERM to the caller seeing cgfreeze end.
+// Releasing an inotify instance waits for an SRCU grace period (fsnotify's
+// mark reaper) when it still has watches: 5 to 20 ms added to every exit
+// here, on the path from SIGTERM to the caller seeing cgfreeze end. The
+// Notifier removes its watches before it closes the instance, which leaves
+// the close nothing to wait for.
 const (
 	v1HoldEvery     = 100 * time.Millisecond
 	v1HoldFullEvery = time.Second
@@ -190,6 +193,9 @@ func (v1) holdStart(root *mount.Root, h *hold) (holdPolicy, error) {
 				h.member, h.memberFile = string(b), p
 			}
 		}
+	}
+	if !root.IsFake() && h.n.AddWrites(root, path.Join(t.Path, "freezer.state")) == nil {
+		return holdPolicy{fullEvery: v1HoldFullEvery}, nil
 	}
 	return holdPolicy{quickEvery: v1HoldEvery, fullEvery: v1HoldFullEvery}, nil
 }
