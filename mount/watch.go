@@ -131,6 +131,10 @@ func (w *Watcher) Close() {
 	}
 }
 
+// closeInotify closes a Notifier's inotify instance, on a goroutine of its
+// own (Close); a variable for the test that looks at what is left in it.
+var closeInotify = func(fd int) { go unix.Close(fd) }
+
 func drainEventfd(fd int) {
 	var buf [8]byte
 	_, _ = unix.Read(fd, buf[:])
@@ -491,10 +495,18 @@ func (n *Notifier) drainInotify() []string {
 }
 
 // Close stops every watch. Its inotify instance, whose close can wait for
-// an RCU grace period, is closed on a goroutine of its own: a caller that
-// goes on to thaw does not wait for it.
+// an SRCU grace period, is closed on a goroutine of its own: a caller that
+// goes on to thaw does not wait for it. Its watches are removed first, at
+// once (inotify_rm_watch hands the marks to the kernel's reaper, which frees
+// them about a jiffy later): the close then finds nothing left to wait for.
+// A close that finds the marks itself waits for the grace period there
+// (medians of 5 to 7 ms here, 16 ms seen during a thaw; 0.02 ms once the
+// reaper ran), and the process's exit waits for the thread that closes.
 func (n *Notifier) Close() {
 	for p := range n.files {
+		n.Remove(p)
+	}
+	for p := range n.dirs {
 		n.Remove(p)
 	}
 	n.wakeMu.Lock()
@@ -504,7 +516,7 @@ func (n *Notifier) Close() {
 	}
 	n.wakeMu.Unlock()
 	if n.ino >= 0 {
-		go unix.Close(n.ino)
+		closeInotify(n.ino)
 		n.ino = -1
 	}
 	if n.tick >= 0 {
