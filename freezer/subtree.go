@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -274,46 +272,36 @@ func (subtree) thaw(ctx context.Context, root *mount.Root, cgPath string, childr
 // rcu_sync_enter; 5 to 15 ms here, most of a small thaw), and every
 // migration within a grace period of the last one does not. A process of
 // the child written to the child's own cgroup.procs is such a migration,
-// one that moves nothing; it runs on a goroutine of its own while the hold
-// ends and the thaw reads its marks, and the thaw's moves find the grace
-// period paid or under way. Its PID is read from the child first: the same
-// window as every migration's (listed, then written), a PID freed and
-// given to another process in between. For the other strategies, or
-// without a process in the child, it does nothing. It may be called from
-// any goroutine, once the freeze is confirmed; what it does changes
-// nothing the thaw relies on, and its errors (a child removed meanwhile,
-// the mount closed) are ignored.
+// one that moves nothing; it is made on a goroutine of its own while the
+// hold ends, and the thaw's moves find the grace period paid or under
+// way. It is made on the mount's thread, where the thaw runs too: the
+// thaw starts after it, never before (a write that came after the thaw
+// had moved that process out would move it back into the child). Its PID
+// is read from the child first: the same window as every migration's
+// (listed, then written), a PID freed and given to another process in
+// between. For the other strategies, or without a process in the child,
+// it does nothing. It may be called from any goroutine, once the freeze is
+// confirmed; what it does changes nothing the thaw relies on, and its
+// errors (a child removed meanwhile, the mount closed) are ignored.
 func (f *Frozen) PrepareThaw() {
 	if f.child == "" {
 		return
 	}
 	procs := path.Join(f.Target.Path, f.child, "cgroup.procs")
 	go func() {
-		var w io.WriteCloser
-		var pid []byte
 		_ = f.Target.fs.Do(func(root *mount.Root) error {
-			var err error
-			if pid, err = firstPID(root, procs); err != nil {
+			pid, err := firstPID(root, procs)
+			if err != nil {
 				return err
 			}
-			if w, err = root.OpenWrite(procs); err != nil {
+			w, err := root.OpenWrite(procs)
+			if err != nil {
 				return err
 			}
-			if _, real := w.(*os.File); !real {
-				// A fake's writer plays the kernel on the Root:
-				// inside Do, as every other use of it.
-				_, _ = w.Write(pid)
-				_ = w.Close()
-				w = nil
-			}
-			return nil
+			defer func() { _ = w.Close() }()
+			_, err = w.Write(pid)
+			return err
 		})
-		if w != nil {
-			// Outside Do: the write waits for the grace period, which
-			// the mount's thread need not.
-			_, _ = w.Write(pid)
-			_ = w.Close()
-		}
 	}()
 }
 
