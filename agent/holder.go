@@ -284,6 +284,10 @@ func held(ctx context.Context, end context.CancelCauseFunc, cfg HolderConfig, t 
 		case <-ctx.Done():
 		}
 	}()
+	// Whatever ends the hold ends it for a thaw: what the kernel makes
+	// the thaw wait for starts as the end comes, while the hold stops.
+	stopPrepare := context.AfterFunc(ctx, frozen.PrepareThaw)
+	defer stopPrepare()
 	holdErr := frozen.Hold(ctx, func(r freezer.HoldReport) { ev.Emit(holdEvent(t, r)) })
 	log.Debug().AnErr("hold", holdErr).AnErr("cause", context.Cause(ctx)).Msg("the hold ended")
 

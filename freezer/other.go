@@ -121,6 +121,9 @@ func (f *Frozen) Thaw(ctx context.Context) error { return notLinux("thaw") }
 // Abandon does nothing off Linux.
 func (f *Frozen) Abandon() {}
 
+// PrepareThaw does nothing off Linux.
+func (f *Frozen) PrepareThaw() {}
+
 // Count fails off Linux.
 func (f *Frozen) Count() (int, error) { return 0, notLinux("count") }
 

@@ -8,8 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The Notifier on a fake hierarchy (no root needed): a file's notification,
@@ -229,5 +233,53 @@ func TestFileProbe(t *testing.T) {
 	_ = cmd.Wait()
 	if b, err := cg.Read(big[:]); err == nil {
 		t.Errorf("Read of a reaped process's cgroup file = %q, want an error", b)
+	}
+}
+
+// Close removes the inotify watches before it closes the instance: a close
+// that finds marks left waits for an SRCU grace period itself (and a
+// process's exit waits for that close).
+func TestNotifierCloseRemovesWatches(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := Open(Spec{Version: 2}, Options{Fake: NewFake(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = fs.Close() }()
+	var n *Notifier
+	if err := fs.Do(func(r *Root) error {
+		n = r.NewNotifier()
+		if err := n.AddDir(r, "/a"); err != nil {
+			return err
+		}
+		return n.AddWrites(r, "/a/cgroup.procs")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	watches := func(fd int) int {
+		info, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(info), "inotify wd:")
+	}
+	if got := watches(n.ino); got != 2 {
+		t.Fatalf("the inotify instance has %d watches before Close, want 2", got)
+	}
+	left := -1
+	defer func(orig func(int)) { closeInotify = orig }(closeInotify)
+	closeInotify = func(fd int) {
+		left = watches(fd)
+		_ = unix.Close(fd)
+	}
+	n.Close()
+	if left != 0 {
+		t.Errorf("Close closed the inotify instance with %d watches left in it, want 0", left)
 	}
 }
