@@ -170,18 +170,20 @@ func Resolve(opts Options) (*Target, error) {
 		// Mounting from the initial cgroup namespace applies the mount's
 		// options to the hierarchy, for the whole machine: keep the ones
 		// in force, and mount nothing when they cannot be known.
-		var found bool
-		spec.Options, found = mount.SuperOptionsFromFiles("cgroup2",
-			filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"),
-			filepath.Join(opts.ProcRoot, "1", "mountinfo"))
-		if !found {
-			return nil, fmt.Errorf("cgroup2 is mounted neither in cgfreeze's mount namespace nor in the target's, so its options (nsdelegate, memory_recursiveprot) are unknown and a mount would reset them for the whole machine; mount cgroup2 and pass it with --cgroup-mount")
-		}
 		// Better still: copy a mount of the whole hierarchy that cgfreeze
 		// sees, which applies no options at all, and is quicker (a new
 		// mount from the initial cgroup namespace waits for an RCU grace
-		// period, some 10 ms).
-		mopts.Clones = mount.RootMountsFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
+		// period, some 10 ms). One read of cgfreeze's mountinfo shows
+		// both.
+		h := mount.HierarchyFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
+		spec.Options, mopts.Clones = h.Options, h.Roots
+		if !h.Found {
+			var found bool
+			spec.Options, found = mount.SuperOptionsFromFiles("cgroup2", filepath.Join(opts.ProcRoot, "1", "mountinfo"))
+			if !found {
+				return nil, fmt.Errorf("cgroup2 is mounted neither in cgfreeze's mount namespace nor in the target's, so its options (nsdelegate, memory_recursiveprot) are unknown and a mount would reset them for the whole machine; mount cgroup2 and pass it with --cgroup-mount")
+			}
+		}
 	}
 	fs, err := mount.Open(spec, mopts)
 	if errors.Is(err, mount.ErrNotHierarchyRoot) {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 // The mountinfo readers. Each line of /proc/<pid>/mountinfo is parsed by
@@ -96,6 +97,81 @@ func SuperOptionsFromFiles(fstype string, paths ...string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Hierarchy is what one read of a mountinfo file shows of a file system
+// type: HierarchyFromFile.
+type Hierarchy struct {
+	// Options are the superblock options of its first mount, as
+	// SuperOptions returns them; Found tells that it has one.
+	Options []string
+	Found   bool
+	// Roots are the mount points of its root, as RootMounts returns them.
+	Roots []string
+}
+
+// HierarchyFromFile is SuperOptions and RootMounts of one mountinfo file,
+// from one read and one parse of it (the resolution of a cgroup2 target
+// from the initial cgroup namespace needs both). An unreadable file shows
+// nothing.
+func HierarchyFromFile(fstype, path string) Hierarchy {
+	b, err := readProcFile(path)
+	if err != nil {
+		return Hierarchy{}
+	}
+	var h Hierarchy
+	err = eachMount(bytes.NewReader(b), func(m *mountinfo.Info) bool {
+		if m.FSType != fstype {
+			return true
+		}
+		if !h.Found {
+			h.Found = true
+			for _, o := range splitOptions(m.VFSOptions) {
+				if o != "rw" && o != "ro" {
+					h.Options = append(h.Options, o)
+				}
+			}
+		}
+		if m.Root == "/" {
+			h.Roots = append(h.Roots, m.Mountpoint)
+		}
+		return true
+	})
+	if err != nil {
+		// A line too long to be mountinfo: the first mount's options
+		// stand if they came before it (SuperOptions stops there), the
+		// list of roots does not (RootMounts fails).
+		h.Roots = nil
+	}
+	return h
+}
+
+// readProcFile reads a whole /proc file with plain system calls: os.Open
+// would register the descriptor with Go's poller (two epoll_ctl(2) calls)
+// for a file that never blocks.
+func readProcFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 16*1024)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }
 
 // RootMounts returns the mount points at which a /proc/<pid>/mountinfo

@@ -69,6 +69,17 @@ func SuperOptions(r io.Reader, fstype string) ([]string, bool, error) { return n
 // SuperOptionsFromFiles finds nothing off Linux.
 func SuperOptionsFromFiles(fstype string, paths ...string) ([]string, bool) { return nil, false }
 
+// Hierarchy is what one read of a mountinfo file shows of a file system
+// type.
+type Hierarchy struct {
+	Options []string
+	Found   bool
+	Roots   []string
+}
+
+// HierarchyFromFile finds nothing off Linux.
+func HierarchyFromFile(fstype, path string) Hierarchy { return Hierarchy{} }
+
 // RootMounts fails with ErrNotLinux off Linux.
 func RootMounts(r io.Reader, fstype string) ([]string, error) { return nil, ErrNotLinux }
 
