@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/cgfreeze/cgfreeze/procs"
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 )
 
 // The mountinfo readers. Each line of /proc/<pid>/mountinfo is parsed by
@@ -29,9 +29,18 @@ const maxMountinfoLine = 1 << 20
 // until fn returns false. Lines that the parser refuses are skipped: the
 // kernel writes cgroup mounts' lines short and whole.
 func eachMount(r io.Reader, fn func(m *mountinfo.Info) bool) error {
+	return eachMountLine(r, nil, fn)
+}
+
+// eachMountLine is eachMount of the lines that want (nil: all) accepts
+// before they are parsed.
+func eachMountLine(r io.Reader, want func(line []byte) bool, fn func(m *mountinfo.Info) bool) error {
 	s := bufio.NewScanner(r)
 	s.Buffer(make([]byte, 64*1024), maxMountinfoLine)
 	for s.Scan() {
+		if want != nil && !want(s.Bytes()) {
+			continue
+		}
 		ms, err := mountinfo.GetMountsFromReader(bytes.NewReader(s.Bytes()), nil)
 		if err != nil || len(ms) != 1 {
 			continue
@@ -115,12 +124,18 @@ type Hierarchy struct {
 // from the initial cgroup namespace needs both). An unreadable file shows
 // nothing.
 func HierarchyFromFile(fstype, path string) Hierarchy {
-	b, err := readProcFile(path)
+	// With plain system calls: os.Open would offer the /proc file to Go's
+	// poller (two epoll_ctl(2) calls).
+	b, err := procs.ReadFile(path)
 	if err != nil {
 		return Hierarchy{}
 	}
+	// Only the lines of fstype are parsed: " - " ends a line's optional
+	// fields and comes before its file system type, and cannot appear in
+	// a path field, where the kernel writes a space as \040.
+	tag := []byte(" - " + fstype + " ")
 	var h Hierarchy
-	err = eachMount(bytes.NewReader(b), func(m *mountinfo.Info) bool {
+	err = eachMountLine(bytes.NewReader(b), func(line []byte) bool { return bytes.Contains(line, tag) }, func(m *mountinfo.Info) bool {
 		if m.FSType != fstype {
 			return true
 		}
@@ -144,34 +159,6 @@ func HierarchyFromFile(fstype, path string) Hierarchy {
 		h.Roots = nil
 	}
 	return h
-}
-
-// readProcFile reads a whole /proc file with plain system calls: os.Open
-// would register the descriptor with Go's poller (two epoll_ctl(2) calls)
-// for a file that never blocks.
-func readProcFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 0, 16*1024)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-	}
 }
 
 // RootMounts returns the mount points at which a /proc/<pid>/mountinfo

@@ -85,7 +85,7 @@ func ParseCgroups(r io.Reader) (Cgroups, error) {
 // wrapping ErrNoProcess when the process does not exist.
 func ReadCgroups(procRoot string, pid int) (Cgroups, error) {
 	path := filepath.Join(procRoot, strconv.Itoa(pid), "cgroup")
-	b, err := readFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
 			return Cgroups{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
