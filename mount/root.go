@@ -245,9 +245,11 @@ func (r *Root) ChildrenAt(dir *os.File, p string) ([]string, error) {
 // string and a type lookup per entry, some 30 files a cgroup).
 func children(fd int, p string) ([]string, error) {
 	var names []string
-	var buf [8192]byte
+	// On the heap: a frame this large would grow a goroutine's first
+	// stack (a copy of it) on the way to a freeze.
+	buf := make([]byte, 4096)
 	for {
-		n, err := unix.Getdents(fd, buf[:])
+		n, err := unix.Getdents(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -300,6 +302,10 @@ func (r *Root) GetXattr(p, name string) (string, error) {
 	return r.GetXattrAt(nil, p, name)
 }
 
+// xattrSizeMax is the kernel's limit on an extended attribute's value
+// (XATTR_SIZE_MAX).
+const xattrSizeMax = 64 * 1024
+
 // GetXattrAt is GetXattr through dir, the cgroup directory p held open
 // (the holder's lock), or, when dir is nil, through p opened for it.
 func (r *Root) GetXattrAt(dir *os.File, p, name string) (string, error) {
@@ -311,15 +317,24 @@ func (r *Root) GetXattrAt(dir *os.File, p, name string) (string, error) {
 		return "", err
 	}
 	defer done()
-	var buf [4096]byte
-	n, err := unix.Fgetxattr(fd, name, buf[:])
-	if errors.Is(err, unix.ENODATA) {
-		return "", nil
+	// cgfreeze's mark takes some 150 bytes; a longer value is read again
+	// in a buffer of its size.
+	var small [512]byte
+	buf := small[:]
+	for {
+		n, err := unix.Fgetxattr(fd, name, buf)
+		if errors.Is(err, unix.ERANGE) && len(buf) < xattrSizeMax {
+			buf = make([]byte, xattrSizeMax)
+			continue
+		}
+		if errors.Is(err, unix.ENODATA) {
+			return "", nil
+		}
+		if err != nil {
+			return "", &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
+		}
+		return string(buf[:n]), nil
 	}
-	if err != nil {
-		return "", &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
-	}
-	return string(buf[:n]), nil
 }
 
 // SetXattr sets an extended attribute of a cgroup directory.
