@@ -21,6 +21,7 @@ var (
 	ErrNotHierarchyRoot = errors.New("not the root of the cgroup hierarchy")
 	ErrNotPrivileged    = errors.New("not privileged")
 	ErrOutside          = errors.New("path leaves the cgroup mount")
+	ErrNoClone          = errors.New("no writable mount of the hierarchy's root to copy")
 )
 
 // Spec describes a cgroup hierarchy (see the Linux build).
@@ -38,6 +39,7 @@ type Options struct {
 	CgroupNamespace string
 	Existing        string
 	Clones          []string
+	CloneOnly       bool
 	Fake            *Fake
 	Root            *os.File
 }
