@@ -28,7 +28,7 @@ func (direct) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err erro
 			return alreadyFrozen(root, t.Path, t.Path, stateName(requested, frozen))
 		}
 	}
-	if err := writeMark(root, t.Path, newMark(t.procRoot, StrategyDirect)); err != nil {
+	if err := writeMarkAt(root, f.lock, t.Path, newMark(t.procRoot, StrategyDirect)); err != nil {
 		return err
 	}
 	defer func() {

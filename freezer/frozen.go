@@ -88,10 +88,13 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		if err := faults.Point("freeze:locked"); err != nil {
 			return err
 		}
-		if f.Recovered, err = recoverLocked(ctx, root, t); err != nil {
+		if f.Recovered, err = recoverLocked(ctx, root, t, lock); err != nil {
 			return err
 		}
 		f.thawedSeen = !f.Recovered.Recovered
+		// The strategy writes the target's mark through the lock's
+		// descriptor (f.lock), which stays closed here if it fails.
+		f.lock = lock
 		if err := impl.freeze(ctx, root, f); err != nil {
 			return err
 		}
@@ -103,7 +106,6 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		if err := faults.Point("freeze:confirmed"); err != nil {
 			return err
 		}
-		f.lock = lock
 		return nil
 	})
 	if err != nil {

@@ -59,11 +59,18 @@ func newMark(procRoot string, s Strategy) mark {
 }
 
 func writeMark(root *mount.Root, cgPath string, m mark) error {
+	return writeMarkAt(root, nil, cgPath, m)
+}
+
+// writeMarkAt is writeMark through dir, the cgroup directory cgPath held
+// open (the holder's lock), or through cgPath opened for it when dir is
+// nil.
+func writeMarkAt(root *mount.Root, dir *os.File, cgPath string, m mark) error {
 	b, err := m.appendJSON(make([]byte, 0, 256))
 	if err != nil {
 		return err
 	}
-	return classify(root.SetXattr(cgPath, markXattr, string(b)))
+	return classify(root.SetXattrAt(dir, cgPath, markXattr, string(b)))
 }
 
 // appendJSON appends m as json.Marshal writes it, by hand: the mark is
@@ -101,7 +108,12 @@ func (m mark) appendJSON(b []byte) ([]byte, error) {
 
 // readMark returns the mark on a cgroup, or nil.
 func readMark(root *mount.Root, cgPath string) (*mark, error) {
-	v, err := root.GetXattr(cgPath, markXattr)
+	return readMarkAt(root, nil, cgPath)
+}
+
+// readMarkAt is readMark through dir, as writeMarkAt.
+func readMarkAt(root *mount.Root, dir *os.File, cgPath string) (*mark, error) {
+	v, err := root.GetXattrAt(dir, cgPath, markXattr)
 	if err != nil || v == "" {
 		return nil, err
 	}
@@ -214,8 +226,14 @@ func (o ownership) subtreeChildren() []string {
 // only the target's mark is read, and the child it names taken if it
 // exists: the cheap form, for a thaw of a freeze made with the intent.
 func owned(root *mount.Root, cgPath string, scan bool) (ownership, error) {
+	return ownedAt(root, nil, cgPath, scan)
+}
+
+// ownedAt is owned, reading cgPath's mark and children through dir, the
+// directory held open (the holder's lock), when dir is not nil.
+func ownedAt(root *mount.Root, dir *os.File, cgPath string, scan bool) (ownership, error) {
 	var o ownership
-	m, err := readMark(root, cgPath)
+	m, err := readMarkAt(root, dir, cgPath)
 	if err != nil {
 		return o, err
 	}
@@ -238,7 +256,12 @@ func owned(root *mount.Root, cgPath string, scan bool) (ownership, error) {
 	if !scan {
 		return o, nil
 	}
-	names, err := root.Children(cgPath)
+	var names []string
+	if dir != nil {
+		names, err = root.ChildrenAt(dir, cgPath)
+	} else {
+		names, err = root.Children(cgPath)
+	}
 	if err != nil {
 		return o, ignoreCgroupRemoved(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -125,7 +126,7 @@ func RecoverReleased(ctx context.Context, t *Target, wait time.Duration) (Recove
 			return err
 		}
 		defer lock.Close()
-		rec, err = recoverLocked(ctx, root, t)
+		rec, err = recoverLocked(ctx, root, t, lock)
 		return err
 	})
 	return rec, err
@@ -133,13 +134,16 @@ func RecoverReleased(ctx context.Context, t *Target, wait time.Duration) (Recove
 
 // recoverLocked is Recover for a caller that holds the target's lock: any
 // mark found is a dead holder's.
-func recoverLocked(ctx context.Context, root *mount.Root, t *Target) (Recovery, error) {
+//
+// lock is the lock's descriptor, the target's directory held open, through
+// which its mark and children are read.
+func recoverLocked(ctx context.Context, root *mount.Root, t *Target, lock *os.File) (Recovery, error) {
 	var o ownership
 	var err error
 	if t.Version == 2 {
-		o, err = owned(root, t.Path, true)
+		o, err = ownedAt(root, lock, t.Path, true)
 	} else {
-		o.mark, err = readMark(root, t.Path)
+		o.mark, err = readMarkAt(root, lock, t.Path)
 	}
 	if err != nil {
 		return Recovery{}, err

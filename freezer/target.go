@@ -49,7 +49,10 @@ type Options struct {
 	// ProcRoot is the proc filesystem that shows PID, "/proc" when empty.
 	ProcRoot string
 	// SysCgroup is where detection looks at the mounted cgroup filesystem,
-	// "/sys/fs/cgroup" when empty. Nothing is written through it.
+	// "/sys/fs/cgroup" when empty. Nothing is written through it; a cgroup2
+	// target resolved from the initial cgroup namespace is reached through
+	// a private copy of the mount there (or at its "unified"), when it is
+	// the writable root of cgroup2.
 	SysCgroup string
 	// Version forces cgroup v1 or v2; 0 detects.
 	Version int
@@ -166,24 +169,34 @@ func Resolve(opts Options) (*Target, error) {
 		viewNS = targetNS
 		mopts.CgroupNamespace = filepath.Join(opts.ProcRoot, strconv.Itoa(opts.PID), "ns", "cgroup")
 	}
+	var fs *mount.FS
 	if version == 2 && viewNS == procs.InitCgroupNamespace && opts.CgroupMount == "" {
 		// Mounting from the initial cgroup namespace applies the mount's
-		// options to the hierarchy, for the whole machine: keep the ones
-		// in force, and mount nothing when they cannot be known.
-		var found bool
-		spec.Options, found = mount.SuperOptionsFromFiles("cgroup2",
-			filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"),
-			filepath.Join(opts.ProcRoot, "1", "mountinfo"))
-		if !found {
-			return nil, fmt.Errorf("cgroup2 is mounted neither in cgfreeze's mount namespace nor in the target's, so its options (nsdelegate, memory_recursiveprot) are unknown and a mount would reset them for the whole machine; mount cgroup2 and pass it with --cgroup-mount")
-		}
-		// Better still: copy a mount of the whole hierarchy that cgfreeze
-		// sees, which applies no options at all, and is quicker (a new
+		// options to the hierarchy, for the whole machine. A copy of a
+		// mount of the whole hierarchy applies none, and is quicker (a new
 		// mount from the initial cgroup namespace waits for an RCU grace
-		// period, some 10 ms).
-		mopts.Clones = mount.RootMountsFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
+		// period, some 10 ms): first the usual places (the copy checks
+		// that it is cgroup2's writable root), then those that cgfreeze's
+		// mountinfo lists, and a new mount only with the options in force,
+		// which mountinfo tells; nothing is mounted when they cannot be
+		// known.
+		mopts.Clones, mopts.CloneOnly = []string{opts.SysCgroup, filepath.Join(opts.SysCgroup, "unified")}, true
+		fs, err = mount.Open(spec, mopts)
+		if errors.Is(err, mount.ErrNoClone) {
+			h := mount.HierarchyFromFile("cgroup2", filepath.Join(opts.ProcRoot, strconv.Itoa(self), "mountinfo"))
+			spec.Options, mopts.Clones, mopts.CloneOnly = h.Options, h.Roots, false
+			if !h.Found {
+				var found bool
+				spec.Options, found = mount.SuperOptionsFromFiles("cgroup2", filepath.Join(opts.ProcRoot, "1", "mountinfo"))
+				if !found {
+					return nil, fmt.Errorf("cgroup2 is mounted neither in cgfreeze's mount namespace nor in the target's, so its options (nsdelegate, memory_recursiveprot) are unknown and a mount would reset them for the whole machine; mount cgroup2 and pass it with --cgroup-mount")
+				}
+			}
+			fs, err = mount.Open(spec, mopts)
+		}
+	} else {
+		fs, err = mount.Open(spec, mopts)
 	}
-	fs, err := mount.Open(spec, mopts)
 	if errors.Is(err, mount.ErrNotHierarchyRoot) {
 		return nil, fmt.Errorf("%w: --cgroup-mount %s: %w; pass a mount of the whole hierarchy made in cgfreeze's cgroup namespace, or leave --cgroup-mount out", ErrUnsafeTarget, opts.CgroupMount, err)
 	}

@@ -28,20 +28,17 @@ const pollFirst = 100 * time.Microsecond
 
 // waitFrozen waits until cgroup.events of cgPath says "frozen" is want.
 func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool) error {
-	events := path.Join(cgPath, "cgroup.events")
-	w := root.Watch(events)
+	w := root.Watch(path.Join(cgPath, "cgroup.events"))
 	defer w.Close()
+	return waitWatched(ctx, w, root, cgPath, want)
+}
+
+// waitWatched is waitFrozen on a watch of cgPath's cgroup.events that the
+// caller made and closes.
+func waitWatched(ctx context.Context, w *mount.Watcher, root *mount.Root, cgPath string, want bool) error {
 	step := pollFirst
 	for {
-		// Through the watch's descriptor, which its arming read has
-		// read already: the file is not opened and read again.
-		var frozen bool
-		var err error
-		if content, ok := w.Read(); ok {
-			_, frozen, err = parseEvents(cgPath, content)
-		} else {
-			frozen, err = readFrozen(root, cgPath)
-		}
+		frozen, err := readWatched(w, root, cgPath)
 		if err != nil {
 			return err
 		}
@@ -55,11 +52,23 @@ func waitFrozen(ctx context.Context, root *mount.Root, cgPath string, want bool)
 			if cause == nil {
 				cause = context.DeadlineExceeded
 			}
-			return fmt.Errorf("%s still says frozen %d: %w", events, btoi(frozen), cause)
+			return fmt.Errorf("%s still says frozen %d: %w", path.Join(cgPath, "cgroup.events"), btoi(frozen), cause)
 		}
 		w.Wait(min(remaining, step))
 		step = min(2*step, pollFallback)
 	}
+}
+
+// readWatched reads the "frozen" line of cgPath's cgroup.events through
+// the watch's descriptor, which its arming read has read already (the
+// file is not opened and read again), or by opening the file where the
+// watch cannot read.
+func readWatched(w *mount.Watcher, root *mount.Root, cgPath string) (bool, error) {
+	if content, ok := w.Read(); ok {
+		_, frozen, err := parseEvents(cgPath, content)
+		return frozen, err
+	}
+	return readFrozen(root, cgPath)
 }
 
 func readFrozen(root *mount.Root, cgPath string) (bool, error) {
@@ -129,17 +138,65 @@ func stateName(requested, frozen bool) string {
 // cgroup's "frozen 1" was seen to drop back to 0 for a moment (tasks woken
 // by the thaw that had not yet run, leaving the freezer and re-entering
 // it): a freeze is confirmed only when a whole pass over the tree finds
-// every cgroup frozen.
+// every cgroup frozen, and a second read of each says so again.
+//
+// A target without child cgroups (a container's usual cgroup) is both
+// passes at the price of one look each: the read of cgroup.events right
+// after the write (the watch's arming read, which a small cgroup that the
+// kernel froze at once answers) or after the wait, the listing that finds
+// no child, and a second read through the watch's open descriptor (one
+// pread(2)). A child made after the listing cannot hold a process that is
+// not frozen: the kernel makes a cgroup under a freezing parent frozen, and
+// a process that moves into it freezes on the way. A tree with children
+// takes a second whole pass over it, as before.
 func waitTreeFrozen(ctx context.Context, root *mount.Root, cgPath string) error {
+	w := root.Watch(path.Join(cgPath, "cgroup.events"))
+	defer w.Close()
 	for {
-		if err := waitSubtreeFrozen(ctx, root, cgPath); err != nil {
+		if err := waitWatched(ctx, w, root, cgPath, true); err != nil {
 			return err
+		}
+		children, err := root.Children(cgPath)
+		if err != nil {
+			return err
+		}
+		if len(children) == 0 {
+			frozen, err := readWatched(w, root, cgPath)
+			if err != nil || frozen {
+				return err
+			}
+			// Dropped back: the tasks are on their way into the
+			// freezer again; look again a moment later, within the
+			// deadline.
+			if err := dropBack(ctx, w, cgPath); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, c := range children {
+			if err := waitSubtreeFrozen(ctx, root, path.Join(cgPath, c)); ignoreCgroupRemoved(err) != nil {
+				return err
+			}
 		}
 		stable, err := treeFrozen(root, cgPath)
 		if err != nil || stable {
 			return err
 		}
+		if err := dropBack(ctx, w, cgPath); err != nil {
+			return err
+		}
 	}
+}
+
+// dropBack waits a moment after a cgroup of cgPath's tree said frozen and
+// then no longer did, so that a tree that keeps flickering is not read in
+// a busy loop, and ends the wait for it with the deadline.
+func dropBack(ctx context.Context, w *mount.Watcher, cgPath string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s/cgroup.events kept going back from frozen 1 to 0: %w", cgPath, context.Cause(ctx))
+	}
+	w.Wait(pollFirst)
+	return nil
 }
 
 // treeFrozen tells whether cgPath and every cgroup below it say frozen now.

@@ -77,6 +77,11 @@ type Options struct {
 	// re-applies the hierarchy's flags). When none can be copied, a new
 	// mount is made.
 	Clones []string
+	// CloneOnly makes Open fail with ErrNoClone when none of Clones can
+	// be copied, instead of making a new mount: for a caller that tries
+	// the usual places of the hierarchy's root before it reads, from
+	// mountinfo, the options a new mount would need.
+	CloneOnly bool
 	// Fake, for unit tests, makes the mount a stand-in on a plain
 	// directory (see Fake); nothing is mounted and no namespace entered.
 	Fake *Fake
@@ -114,6 +119,9 @@ func Open(spec Spec, opts Options) (*FS, error) {
 // namespace of a thread's own.
 var errNeedThread = errors.New("the mount needs a thread of its own")
 
+// ErrNoClone reports that Options.CloneOnly found no mount to copy.
+var ErrNoClone = errors.New("no writable mount of the hierarchy's root to copy")
+
 // openRoot returns a file descriptor of the root of the hierarchy: the
 // fake's, an existing mount's, a copy, or a new mount. With legacy false it
 // does not fall back to mount(2) (errNeedThread).
@@ -130,6 +138,9 @@ func openRoot(spec Spec, opts Options, legacy bool) (int, error) {
 		if fd, err := cloneHierarchy(spec, dir); err == nil {
 			return fd, nil
 		}
+	}
+	if opts.CloneOnly {
+		return -1, fmt.Errorf("%w: %q", ErrNoClone, opts.Clones)
 	}
 	return mountHierarchy(spec, legacy)
 }
@@ -270,15 +281,21 @@ func openExisting(spec Spec, dir string) (int, error) {
 // the root of the hierarchy of spec's version: the root directory of a
 // cgroup file system is inode 1.
 func cloneHierarchy(spec Spec, dir string) (int, error) {
-	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("open_tree %s: %w", dir, err)
-	}
 	var st unix.Statfs_t
 	var ino unix.Stat_t
 	want := int64(unix.CGROUP2_SUPER_MAGIC)
 	if spec.Version == 1 {
 		want = unix.CGROUP_SUPER_MAGIC
+	}
+	// A look first, which copies nothing: a copy of another file system
+	// (the tmpfs at /sys/fs/cgroup of a hybrid host) would be made and
+	// dropped for nothing. The copy is checked again below.
+	if unix.Statfs(dir, &st) != nil || int64(st.Type) != want { //nolint:unconvert // Statfs_t.Type is int32 on 32-bit platforms
+		return -1, fmt.Errorf("%s is not a %s mount", dir, fsType(spec))
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("open_tree %s: %w", dir, err)
 	}
 	switch {
 	case unix.Fstatfs(fd, &st) != nil || int64(st.Type) != want: //nolint:unconvert // Statfs_t.Type is int32 on 32-bit platforms

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/cgfreeze/cgfreeze/procs"
 	"github.com/moby/sys/mountinfo"
 )
 
@@ -28,9 +29,18 @@ const maxMountinfoLine = 1 << 20
 // until fn returns false. Lines that the parser refuses are skipped: the
 // kernel writes cgroup mounts' lines short and whole.
 func eachMount(r io.Reader, fn func(m *mountinfo.Info) bool) error {
+	return eachMountLine(r, nil, fn)
+}
+
+// eachMountLine is eachMount of the lines that want (nil: all) accepts
+// before they are parsed.
+func eachMountLine(r io.Reader, want func(line []byte) bool, fn func(m *mountinfo.Info) bool) error {
 	s := bufio.NewScanner(r)
 	s.Buffer(make([]byte, 64*1024), maxMountinfoLine)
 	for s.Scan() {
+		if want != nil && !want(s.Bytes()) {
+			continue
+		}
 		ms, err := mountinfo.GetMountsFromReader(bytes.NewReader(s.Bytes()), nil)
 		if err != nil || len(ms) != 1 {
 			continue
@@ -96,6 +106,59 @@ func SuperOptionsFromFiles(fstype string, paths ...string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Hierarchy is what one read of a mountinfo file shows of a file system
+// type: HierarchyFromFile.
+type Hierarchy struct {
+	// Options are the superblock options of its first mount, as
+	// SuperOptions returns them; Found tells that it has one.
+	Options []string
+	Found   bool
+	// Roots are the mount points of its root, as RootMounts returns them.
+	Roots []string
+}
+
+// HierarchyFromFile is SuperOptions and RootMounts of one mountinfo file,
+// from one read and one parse of it (the resolution of a cgroup2 target
+// from the initial cgroup namespace needs both). An unreadable file shows
+// nothing.
+func HierarchyFromFile(fstype, path string) Hierarchy {
+	// With plain system calls: os.Open would offer the /proc file to Go's
+	// poller (two epoll_ctl(2) calls).
+	b, err := procs.ReadFile(path)
+	if err != nil {
+		return Hierarchy{}
+	}
+	// Only the lines of fstype are parsed: " - " ends a line's optional
+	// fields and comes before its file system type, and cannot appear in
+	// a path field, where the kernel writes a space as \040.
+	tag := []byte(" - " + fstype + " ")
+	var h Hierarchy
+	err = eachMountLine(bytes.NewReader(b), func(line []byte) bool { return bytes.Contains(line, tag) }, func(m *mountinfo.Info) bool {
+		if m.FSType != fstype {
+			return true
+		}
+		if !h.Found {
+			h.Found = true
+			for _, o := range splitOptions(m.VFSOptions) {
+				if o != "rw" && o != "ro" {
+					h.Options = append(h.Options, o)
+				}
+			}
+		}
+		if m.Root == "/" {
+			h.Roots = append(h.Roots, m.Mountpoint)
+		}
+		return true
+	})
+	if err != nil {
+		// A line too long to be mountinfo: the first mount's options
+		// stand if they came before it (SuperOptions stops there), the
+		// list of roots does not (RootMounts fails).
+		h.Roots = nil
+	}
+	return h
 }
 
 // RootMounts returns the mount points at which a /proc/<pid>/mountinfo

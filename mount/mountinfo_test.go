@@ -5,6 +5,7 @@ package mount
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -191,5 +192,65 @@ func TestRootMounts(t *testing.T) {
 	}
 	if got := RootMountsFromFile("cgroup2", filepath.Join("testdata", "missing")); got != nil {
 		t.Errorf("RootMountsFromFile(missing) = %q, want none", got)
+	}
+}
+
+// HierarchyFromFile reads a file once and shows what SuperOptions and
+// RootMounts show of it, for every file of testdata and the live one.
+func TestHierarchyFromFile(t *testing.T) {
+	files := []string{"/proc/self/mountinfo"}
+	for _, name := range []string{"mountinfo-container", "mountinfo-hybrid", "mountinfo-v1", "mountinfo-v2"} {
+		files = append(files, filepath.Join("testdata", name))
+	}
+	for _, file := range files {
+		for _, fstype := range []string{"cgroup2", "cgroup", "proc"} {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, found, err := SuperOptions(strings.NewReader(string(b)), fstype)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots, err := RootMounts(strings.NewReader(string(b)), fstype)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := HierarchyFromFile(fstype, file)
+			want := Hierarchy{Options: opts, Found: found, Roots: roots}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("HierarchyFromFile(%q, %s) = %#v, want %#v", fstype, file, got, want)
+			}
+		}
+	}
+	if got := HierarchyFromFile("cgroup2", filepath.Join(t.TempDir(), "missing")); !reflect.DeepEqual(got, Hierarchy{}) {
+		t.Errorf("HierarchyFromFile(missing) = %#v, want nothing", got)
+	}
+}
+
+// A mountinfo file longer than one read, with a line too long for
+// mountinfo after the first cgroup2 mount: the options stand, the roots do
+// not (as SuperOptions and RootMounts have it).
+func TestHierarchyFromFileLong(t *testing.T) {
+	var b strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&b, "%d 1 0:%d / /mnt/m%d rw - tmpfs tmpfs rw\n", 100+i, 100+i, i)
+	}
+	b.WriteString("30 1 0:25 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n")
+	file := filepath.Join(t.TempDir(), "mountinfo")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := Hierarchy{Options: []string{"nsdelegate"}, Found: true, Roots: []string{"/sys/fs/cgroup"}}
+	if got := HierarchyFromFile("cgroup2", file); !reflect.DeepEqual(got, want) {
+		t.Errorf("HierarchyFromFile(%d bytes) = %#v, want %#v", b.Len(), got, want)
+	}
+	b.WriteString("31 1 0:26 / /x rw - tmpfs tmpfs " + strings.Repeat("o", maxMountinfoLine) + "\n")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want.Roots = nil
+	if got := HierarchyFromFile("cgroup2", file); !reflect.DeepEqual(got, want) {
+		t.Errorf("HierarchyFromFile(a too long line after the cgroup2 mount) = %#v, want %#v", got, want)
 	}
 }

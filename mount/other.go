@@ -21,6 +21,7 @@ var (
 	ErrNotHierarchyRoot = errors.New("not the root of the cgroup hierarchy")
 	ErrNotPrivileged    = errors.New("not privileged")
 	ErrOutside          = errors.New("path leaves the cgroup mount")
+	ErrNoClone          = errors.New("no writable mount of the hierarchy's root to copy")
 )
 
 // Spec describes a cgroup hierarchy (see the Linux build).
@@ -38,6 +39,7 @@ type Options struct {
 	CgroupNamespace string
 	Existing        string
 	Clones          []string
+	CloneOnly       bool
 	Fake            *Fake
 	Root            *os.File
 }
@@ -68,6 +70,17 @@ func SuperOptions(r io.Reader, fstype string) ([]string, bool, error) { return n
 
 // SuperOptionsFromFiles finds nothing off Linux.
 func SuperOptionsFromFiles(fstype string, paths ...string) ([]string, bool) { return nil, false }
+
+// Hierarchy is what one read of a mountinfo file shows of a file system
+// type.
+type Hierarchy struct {
+	Options []string
+	Found   bool
+	Roots   []string
+}
+
+// HierarchyFromFile finds nothing off Linux.
+func HierarchyFromFile(fstype, path string) Hierarchy { return Hierarchy{} }
 
 // RootMounts fails with ErrNotLinux off Linux.
 func RootMounts(r io.Reader, fstype string) ([]string, error) { return nil, ErrNotLinux }

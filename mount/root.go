@@ -3,6 +3,8 @@
 package mount
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -45,15 +47,33 @@ func rel(p string) (string, error) {
 
 // Open opens a file below the root with the given flags.
 func (r *Root) Open(p string, flags int) (*os.File, error) {
-	name, err := rel(p)
+	fd, err := r.openat(p, flags)
 	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.Openat(r.fd, name, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
-	}
 	return os.NewFile(uintptr(fd), p), nil
+}
+
+// openat opens a file below the root as a bare descriptor, for the calls
+// that open, use and close a file at once: an *os.File costs more than the
+// system calls here (the fcntl(2) of os.NewFile, a cleanup registered with
+// the runtime), on a path that makes a dozen such calls before a freeze's
+// write.
+func (r *Root) openat(p string, flags int) (int, error) {
+	name, err := rel(p)
+	if err != nil {
+		return -1, err
+	}
+	for {
+		fd, err := unix.Openat(r.fd, name, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		return fd, nil
+	}
 }
 
 // ReadFile returns a file's content with surrounding white space removed.
@@ -63,16 +83,32 @@ func (r *Root) ReadFile(p string) (string, error) {
 			return strings.TrimSpace(v), err
 		}
 	}
-	f, err := r.Open(p, unix.O_RDONLY)
+	fd, err := r.openat(p, unix.O_RDONLY)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return "", &os.PathError{Op: "read", Path: p, Err: unwrapPathErr(err)}
+	defer unix.Close(fd)
+	// Most cgroup files fit the first buffer; reading goes on to the end
+	// of the file all the same (a short read of a long seq_file such as
+	// cgroup.procs is not its end).
+	var small [512]byte
+	b := small[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", &os.PathError{Op: "read", Path: p, Err: err}
+		}
+		if n == 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		b = b[:len(b)+n]
 	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // WriteFile writes value to an existing file in one write(2), as cgroup
@@ -81,12 +117,21 @@ func (r *Root) WriteFile(p, value string) error {
 	if r.fake != nil {
 		return r.fake.write(r, p, value)
 	}
-	f, err := r.Open(p, unix.O_WRONLY)
+	fd, err := r.openat(p, unix.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("write %q: %w", value, err)
 	}
-	defer f.Close()
-	return WriteValue(f, value)
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Write(fd, []byte(value))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write %q to %s: %w", value, p, err)
+		}
+		return nil
+	}
 }
 
 // OpenWrite opens a cgroup file for writing, for a caller that writes many
@@ -176,57 +221,138 @@ func (r *Root) Exists(p string) (bool, error) {
 
 // Children lists the names of the child cgroups of a cgroup.
 func (r *Root) Children(p string) ([]string, error) {
-	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := r.openat(p, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
-	if err != nil {
-		return nil, err
+	defer unix.Close(fd)
+	return children(fd, p)
+}
+
+// ChildrenAt is Children of the cgroup directory p that dir holds open
+// (the holder's lock): it reads dir again from its start.
+func (r *Root) ChildrenAt(dir *os.File, p string) ([]string, error) {
+	fd := int(dir.Fd())
+	if _, err := unix.Seek(fd, 0, io.SeekStart); err != nil {
+		return nil, &os.PathError{Op: "seek", Path: p, Err: err}
 	}
+	return children(fd, p)
+}
+
+// children reads the directory entries of fd, from its offset to the end,
+// and returns the names of the directories but "." and "..": getdents64(2)
+// and its d_type, without the *os.File's directory reader (a DirEntry, a
+// string and a type lookup per entry, some 30 files a cgroup).
+func children(fd int, p string) ([]string, error) {
 	var names []string
-	for _, e := range entries {
-		if e.IsDir() {
-			names = append(names, e.Name())
+	// On the heap: a frame this large would grow a goroutine's first
+	// stack (a copy of it) on the way to a freeze.
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "readdirent", Path: p, Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		for b := buf[:n]; len(b) > 0; {
+			// struct linux_dirent64: d_ino u64, d_off s64, d_reclen
+			// u16, d_type u8, then d_name ending in a NUL.
+			const nameOff = 19
+			if len(b) < nameOff {
+				return nil, &os.PathError{Op: "readdirent", Path: p, Err: unix.EIO}
+			}
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < nameOff || reclen > len(b) {
+				return nil, &os.PathError{Op: "readdirent", Path: p, Err: unix.EIO}
+			}
+			typ, name := b[18], b[nameOff:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			b = b[reclen:]
+			if string(name) == "." || string(name) == ".." {
+				continue
+			}
+			if typ == unix.DT_UNKNOWN {
+				// A file system that does not say (none that holds
+				// cgroups; a test's directory may be one).
+				var st unix.Stat_t
+				if err := unix.Fstatat(fd, string(name), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					continue // removed meanwhile
+				}
+				if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+					typ = unix.DT_DIR
+				}
+			}
+			if typ == unix.DT_DIR {
+				names = append(names, string(name))
+			}
 		}
 	}
-	return names, nil
 }
 
 // GetXattr reads an extended attribute of a cgroup directory; a missing
 // attribute is ("", nil).
 func (r *Root) GetXattr(p, name string) (string, error) {
+	return r.GetXattrAt(nil, p, name)
+}
+
+// xattrSizeMax is the kernel's limit on an extended attribute's value
+// (XATTR_SIZE_MAX).
+const xattrSizeMax = 64 * 1024
+
+// GetXattrAt is GetXattr through dir, the cgroup directory p held open
+// (the holder's lock), or, when dir is nil, through p opened for it.
+func (r *Root) GetXattrAt(dir *os.File, p, name string) (string, error) {
 	if r.fake != nil {
 		return r.fake.getXattr(r, p, name)
 	}
-	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, done, err := r.dirFD(dir, p)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	n, err := unix.Fgetxattr(int(f.Fd()), name, buf)
-	if errors.Is(err, unix.ENODATA) {
-		return "", nil
+	defer done()
+	// cgfreeze's mark takes some 150 bytes; a longer value is read again
+	// in a buffer of its size.
+	var small [512]byte
+	buf := small[:]
+	for {
+		n, err := unix.Fgetxattr(fd, name, buf)
+		if errors.Is(err, unix.ERANGE) && len(buf) < xattrSizeMax {
+			buf = make([]byte, xattrSizeMax)
+			continue
+		}
+		if errors.Is(err, unix.ENODATA) {
+			return "", nil
+		}
+		if err != nil {
+			return "", &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
+		}
+		return string(buf[:n]), nil
 	}
-	if err != nil {
-		return "", &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
-	}
-	return string(buf[:n]), nil
 }
 
 // SetXattr sets an extended attribute of a cgroup directory.
 func (r *Root) SetXattr(p, name, value string) error {
+	return r.SetXattrAt(nil, p, name, value)
+}
+
+// SetXattrAt is SetXattr through dir, as GetXattrAt.
+func (r *Root) SetXattrAt(dir *os.File, p, name, value string) error {
 	if r.fake != nil {
 		return r.fake.setXattr(r, p, name, value)
 	}
-	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, done, err := r.dirFD(dir, p)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := unix.Fsetxattr(int(f.Fd()), name, []byte(value), 0); err != nil {
+	defer done()
+	if err := unix.Fsetxattr(fd, name, []byte(value), 0); err != nil {
 		return &os.PathError{Op: "setxattr " + name, Path: p, Err: err}
 	}
 	return nil
@@ -237,13 +363,26 @@ func (r *Root) RemoveXattr(p, name string) error {
 	if r.fake != nil {
 		return r.fake.removeXattr(r, p, name)
 	}
-	f, err := r.Open(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, done, err := r.dirFD(nil, p)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := unix.Fremovexattr(int(f.Fd()), name); err != nil && !errors.Is(err, unix.ENODATA) {
+	defer done()
+	if err := unix.Fremovexattr(fd, name); err != nil && !errors.Is(err, unix.ENODATA) {
 		return &os.PathError{Op: "removexattr " + name, Path: p, Err: err}
 	}
 	return nil
+}
+
+// dirFD returns the descriptor of dir, or of the directory p opened for
+// the caller when dir is nil, and what the caller calls when done with it.
+func (r *Root) dirFD(dir *os.File, p string) (fd int, done func(), err error) {
+	if dir != nil {
+		return int(dir.Fd()), func() {}, nil
+	}
+	fd, err = r.openat(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return -1, nil, err
+	}
+	return fd, func() { _ = unix.Close(fd) }, nil
 }

@@ -54,7 +54,7 @@ func Exists(procRoot string, pid int) bool {
 // (field 22 of /proc/<pid>/stat): with the PID it names one process for
 // good, where a PID alone may be reused.
 func StartTime(procRoot string, pid int) (uint64, error) {
-	b, err := readFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	b, err := ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
 	if err != nil {
 		if os.IsNotExist(err) {
 			return 0, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
@@ -89,7 +89,7 @@ func parseStartTime(stat string) (uint64, error) {
 // cannot be read is not called dead: the callers skip processes that are
 // gone by other means.
 func Dead(procRoot string, pid int) bool {
-	b, err := readFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	b, err := ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return false
 	}

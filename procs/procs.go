@@ -2,7 +2,6 @@ package procs
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Cgroups is what /proc/<pid>/cgroup says about one process.
@@ -34,46 +34,80 @@ func ParseCgroups(r io.Reader) (Cgroups, error) {
 	if err != nil {
 		return Cgroups{}, err
 	}
-	// The format is "<hierarchy ID>:<controllers>:<path>" a line: the
-	// controllers are empty for cgroup2's "0::" line. (containerd's
-	// cgroups parser did the first part; its package builds only on Linux,
-	// and this one builds everywhere.)
+	return parseCgroups(string(data))
+}
+
+// maxCgroupLine is the longest line parseCgroups takes, as the
+// bufio.Scanner it once read with (bufio.MaxScanTokenSize): a longer one
+// fails with bufio.ErrTooLong.
+const maxCgroupLine = bufio.MaxScanTokenSize - 1
+
+// parseCgroups parses /proc/<pid>/cgroup in one pass over its lines, with
+// no copy of a line: it runs three times before a freeze (the target,
+// cgfreeze itself, PID 1). The format is "<hierarchy ID>:<controllers>:<path>"
+// a line: the controllers are empty for cgroup2's "0::" line. (containerd's
+// cgroups parser did the first part; its package builds only on Linux, and
+// this one builds everywhere.)
+//
+// It returns what the two passes it was written as returned, for any
+// input (FuzzParseCgroups checks it against them): the first took the
+// lines as bufio.Scanner cuts them (a "\r" before a "\n" dropped) and
+// failed on a line without three fields; the second took the lines of
+// the content without its surrounding white space and failed, only if
+// the first did not, on the first line whose ID is not a number or whose
+// path is not absolute.
+func parseCgroups(data string) (Cgroups, error) {
 	c := Cgroups{V1: map[string]string{}, V1Hierarchies: map[string]string{}}
-	s := bufio.NewScanner(strings.NewReader(string(data)))
-	for s.Scan() {
-		parts := strings.SplitN(s.Text(), ":", 3)
-		if len(parts) < 3 {
-			return Cgroups{}, fmt.Errorf("invalid cgroup entry: %q", s.Text())
+	var checkErr error // the second pass's first failure
+	first := true
+	for rest := data; rest != ""; first = false {
+		line, next, found := strings.Cut(rest, "\n")
+		rest = next
+		if len(line) > maxCgroupLine {
+			return Cgroups{}, bufio.ErrTooLong
 		}
-		for _, sub := range strings.Split(parts[1], ",") {
+		scanned := strings.TrimSuffix(line, "\r")
+		_, tail, ok := strings.Cut(scanned, ":")
+		ctrls, p, ok2 := strings.Cut(tail, ":")
+		if !ok || !ok2 {
+			return Cgroups{}, fmt.Errorf("invalid cgroup entry: %q", scanned)
+		}
+		for sub := range strings.SplitSeq(ctrls, ",") {
 			if sub == "" {
-				c.Unified = parts[2]
+				c.Unified = p
 			} else {
-				c.V1[sub] = parts[2]
+				c.V1[sub] = p
+			}
+		}
+		if checkErr != nil {
+			continue
+		}
+		// The second pass's view of the line: the content's white space
+		// trimmed at its ends, a "\r" kept.
+		view := line
+		if first {
+			view = strings.TrimLeftFunc(view, unicode.IsSpace)
+		}
+		if last := !found || strings.TrimSpace(rest) == ""; last {
+			view = strings.TrimRightFunc(view, unicode.IsSpace)
+		}
+		vid, vtail, _ := strings.Cut(view, ":")
+		vctrls, vp, _ := strings.Cut(vtail, ":")
+		switch {
+		case !isInt(vid):
+			checkErr = fmt.Errorf("invalid cgroup entry %q: hierarchy ID is not a number", view)
+		case !strings.HasPrefix(vp, "/"):
+			checkErr = fmt.Errorf("invalid cgroup entry %q: path is not absolute", view)
+		case vctrls == "":
+			c.HasUnified = true
+		default:
+			for ctrl := range strings.SplitSeq(vctrls, ",") {
+				c.V1Hierarchies[ctrl] = vctrls
 			}
 		}
 	}
-	if err := s.Err(); err != nil {
-		return Cgroups{}, err
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if _, err := strconv.Atoi(parts[0]); err != nil {
-			return Cgroups{}, fmt.Errorf("invalid cgroup entry %q: hierarchy ID is not a number", line)
-		}
-		if !strings.HasPrefix(parts[2], "/") {
-			return Cgroups{}, fmt.Errorf("invalid cgroup entry %q: path is not absolute", line)
-		}
-		if parts[1] == "" {
-			c.HasUnified = true
-			continue
-		}
-		for _, ctrl := range strings.Split(parts[1], ",") {
-			c.V1Hierarchies[ctrl] = parts[1]
-		}
+	if checkErr != nil {
+		return Cgroups{}, checkErr
 	}
 	if len(c.V1) == 0 && !c.HasUnified {
 		return Cgroups{}, errors.New("no cgroup entries")
@@ -81,18 +115,24 @@ func ParseCgroups(r io.Reader) (Cgroups, error) {
 	return c, nil
 }
 
+// isInt tells whether strconv.Atoi takes s.
+func isInt(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
+}
+
 // ReadCgroups reads and parses <procRoot>/<pid>/cgroup. It returns an error
 // wrapping ErrNoProcess when the process does not exist.
 func ReadCgroups(procRoot string, pid int) (Cgroups, error) {
 	path := filepath.Join(procRoot, strconv.Itoa(pid), "cgroup")
-	b, err := readFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
 			return Cgroups{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 		}
 		return Cgroups{}, err
 	}
-	c, err := ParseCgroups(bytes.NewReader(b))
+	c, err := parseCgroups(string(b))
 	if err != nil {
 		if errors.Is(err, errESRCH) {
 			return Cgroups{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)

@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readFile reads a small /proc file with plain system calls: os.ReadFile
+// ReadFile reads a small /proc file with plain system calls: os.ReadFile
 // also offers each file to the Go runtime's poller (fcntl, epoll_ctl and
 // back), which costs more than the read on a path that reads several
 // such files before a freeze. Errors are *os.PathError, as os.ReadFile's.
-func readFile(path string) ([]byte, error) {
+func ReadFile(path string) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	for errors.Is(err, unix.EINTR) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)

@@ -4,6 +4,6 @@ package procs
 
 import "os"
 
-// readFile reads a small /proc file; off Unix there is none, and this only
+// ReadFile reads a small /proc file; off Unix there is none, and this only
 // keeps the package building (read.go has the reason for the Unix one).
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
+func ReadFile(path string) ([]byte, error) { return os.ReadFile(path) }
