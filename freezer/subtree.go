@@ -274,12 +274,13 @@ func (subtree) thaw(ctx context.Context, root *mount.Root, cgPath string, childr
 // the child written to the child's own cgroup.procs is such a migration,
 // one that moves nothing; it is made on a goroutine of its own while the
 // hold ends, and the thaw's moves find the grace period paid or under
-// way. It is made on the mount's thread, where the thaw runs too: the
-// thaw starts after it, never before (a write that came after the thaw
-// had moved that process out would move it back into the child). Its PID
-// is read from the child first: the same window as every migration's
-// (listed, then written), a PID freed and given to another process in
-// between. For the other strategies, or without a process in the child,
+// way. The read of the PID from the child and its write back to the child
+// are one call of the mount's (FS.Do: its thread, or its lock), which the
+// thaw's calls cannot interleave: wherever it lands among them, it only
+// writes a process that is in the child at that moment to the child, and
+// never puts back one that the thaw moved out. The window is every
+// migration's (listed, then written): a PID freed and given to another
+// process in between. After the mount is closed it fails, harmlessly. For the other strategies, or without a process in the child,
 // it does nothing. It may be called from any goroutine, once the freeze is
 // confirmed; what it does changes nothing the thaw relies on, and its
 // errors (a child removed meanwhile, the mount closed) are ignored.

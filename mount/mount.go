@@ -40,7 +40,12 @@ var ErrNotPrivileged = errors.New("not privileged")
 type FS struct {
 	spec  Spec
 	calls chan call
-	done  chan struct{}
+	// quit, closed by Close, ends the thread; calls is never closed, so a
+	// Do that comes after Close (a goroutine of the caller's still about)
+	// fails instead of sending on a closed channel.
+	quit      chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
 	// direct: no thread of its own; root is used under mu until closed.
 	direct bool
 	mu     sync.Mutex
@@ -106,7 +111,7 @@ func Open(spec Spec, opts Options) (*FS, error) {
 			return nil, err
 		}
 	}
-	fs := &FS{spec: spec, calls: make(chan call), done: make(chan struct{})}
+	fs := &FS{spec: spec, calls: make(chan call), quit: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan error, 1)
 	go fs.serve(opts, ready)
 	if err := <-ready; err != nil {
@@ -167,8 +172,13 @@ func (fs *FS) serve(opts Options, ready chan<- error) {
 	root := &Root{fd: rootFD, fake: opts.Fake}
 	defer unix.Close(rootFD)
 	ready <- nil
-	for c := range fs.calls {
-		c.result <- c.fn(root)
+	for {
+		select {
+		case c := <-fs.calls:
+			c.result <- c.fn(root)
+		case <-fs.quit:
+			return
+		}
 	}
 }
 
@@ -191,6 +201,8 @@ func (fs *FS) Do(fn func(root *Root) error) error {
 	c := call{fn: fn, result: make(chan error, 1)}
 	select {
 	case fs.calls <- c:
+	case <-fs.quit:
+		return errors.New("mount is closed")
 	case <-fs.done:
 		return errors.New("mount is closed")
 	}
@@ -209,7 +221,7 @@ func (fs *FS) Close() error {
 		}
 		return nil
 	}
-	close(fs.calls)
+	fs.closeOnce.Do(func() { close(fs.quit) })
 	<-fs.done
 	return nil
 }
