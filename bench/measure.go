@@ -681,15 +681,17 @@ type holdStat struct {
 }
 
 // holdLooks is what an idle hold of each strategy re-reads, and how often:
-// freezer's v1HoldEvery (freezer.self_freezing and freezer.state),
-// directHoldFallback (cgroup.freeze and cgroup.events) and subtreeJoinScan
-// (cgroup.procs). The C loop that makes the same looks is the idle floor.
+// freezer's v1HoldFullEvery (freezer.self_freezing, freezer.state and the
+// /proc/<PID>/cgroup of the process it was resolved from; the owner's thaw
+// is a write, which inotify reports), directHoldFallback (cgroup.freeze and
+// cgroup.events) and subtreeJoinScan (cgroup.procs). The C loop that makes
+// the same looks is the idle floor.
 func holdLooks(ct *container, subtree bool) (period time.Duration, files []string) {
 	switch {
 	case subtree:
 		return 50 * time.Millisecond, []string{filepath.Join(ct.dir, "cgroup.procs")}
 	case ct.version == 1:
-		return 100 * time.Millisecond, []string{filepath.Join(ct.dir, "freezer.self_freezing"), filepath.Join(ct.dir, "freezer.state")}
+		return time.Second, []string{filepath.Join(ct.dir, "freezer.self_freezing"), filepath.Join(ct.dir, "freezer.state"), fmt.Sprintf("/proc/%d/cgroup", ct.pid)}
 	default:
 		return time.Second, []string{filepath.Join(ct.dir, "cgroup.freeze"), filepath.Join(ct.dir, "cgroup.events")}
 	}
