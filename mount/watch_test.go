@@ -16,33 +16,51 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The Notifier on a fake hierarchy (no root needed): a file's notification,
-// a directory's child created and removed, Wake, and nothing after Remove.
-func TestNotifierFake(t *testing.T) {
+// fakeNotifier makes a fake hierarchy in a temporary directory with the
+// files given (path below it: content), opens it (closed when the test
+// ends) and returns the fake and a Notifier to which add, if set, added
+// its watches. The caller closes the Notifier.
+func fakeNotifier(t *testing.T, files map[string]string, add func(r *Root, n *Notifier) error) (*Fake, *Notifier) {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "a", "cgroup.events"), []byte("frozen 0\n"), 0o644); err != nil {
-		t.Fatal(err)
+	for p, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	fake := NewFake(dir)
 	fs, err := Open(Spec{Version: 2}, Options{Fake: fake})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = fs.Close() }()
+	t.Cleanup(func() { _ = fs.Close() })
 	var n *Notifier
 	if err := fs.Do(func(r *Root) error {
 		n = r.NewNotifier()
+		if add == nil {
+			return nil
+		}
+		return add(r, n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return fake, n
+}
+
+// The Notifier on a fake hierarchy (no root needed): a file's notification,
+// a directory's child created and removed, Wake, and nothing after Remove.
+func TestNotifierFake(t *testing.T) {
+	fake, n := fakeNotifier(t, map[string]string{"a/cgroup.events": "frozen 0\n"}, func(r *Root, n *Notifier) error {
 		if err := n.AddFile(r, "/a/cgroup.events"); err != nil {
 			return err
 		}
 		return n.AddDir(r, "/a")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	defer n.Close()
+	dir := fake.Dir
 	wait := func(want ...string) {
 		t.Helper()
 		got, err := n.Wait(time.Second)
@@ -141,13 +159,7 @@ func TestFakeRoot(t *testing.T) {
 // A Wait with no limit ends at the tick (Ticked then says so, once) or at a
 // Wake, and at nothing else; a zero d only looks.
 func TestNotifierNoLimit(t *testing.T) {
-	fs, err := Open(Spec{Version: 2}, Options{Fake: NewFake(t.TempDir())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = fs.Close() }()
-	var n *Notifier
-	_ = fs.Do(func(r *Root) error { n = r.NewNotifier(); return nil })
+	_, n := fakeNotifier(t, nil, nil)
 	defer n.Close()
 	if got, err := n.Wait(0); err != nil || len(got) != 0 || n.Ticked() {
 		t.Fatalf("Wait(0) with nothing set = %v, %v", got, err)
@@ -172,8 +184,7 @@ func TestNotifierNoLimit(t *testing.T) {
 		}
 	}
 	// A Wake ends the wait long before the next tick of a slow one.
-	var slow *Notifier
-	_ = fs.Do(func(r *Root) error { slow = r.NewNotifier(); return nil })
+	_, slow := fakeNotifier(t, nil, nil)
 	defer slow.Close()
 	if err := slow.SetTick(time.Hour); err != nil {
 		t.Fatal(err)
@@ -240,28 +251,12 @@ func TestFileProbe(t *testing.T) {
 // that finds marks left waits for an SRCU grace period itself (and a
 // process's exit waits for that close).
 func TestNotifierCloseRemovesWatches(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "a", "cgroup.procs"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fs, err := Open(Spec{Version: 2}, Options{Fake: NewFake(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = fs.Close() }()
-	var n *Notifier
-	if err := fs.Do(func(r *Root) error {
-		n = r.NewNotifier()
+	_, n := fakeNotifier(t, map[string]string{"a/cgroup.procs": ""}, func(r *Root, n *Notifier) error {
 		if err := n.AddDir(r, "/a"); err != nil {
 			return err
 		}
 		return n.AddWrites(r, "/a/cgroup.procs")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	watches := func(fd int) int {
 		info, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
 		if err != nil {
