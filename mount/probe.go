@@ -51,7 +51,7 @@ func (pr *Probe) Read(buf []byte) ([]byte, error) {
 		v, err := pr.fake.ReadFile(pr.p)
 		return buf[:copy(buf, v)], err
 	}
-	n, err := rawPread(int(pr.f.Fd()), buf, 0) // rawsys_linux.go: why
+	n, err := rawPreadStart(int(pr.f.Fd()), buf) // rawsys_linux.go: why
 	if err != nil {
 		return nil, &os.PathError{Op: "pread", Path: pr.p, Err: err}
 	}

@@ -33,12 +33,15 @@ func rawRead(fd int, buf []byte) (int, error) {
 	return int(n), nil
 }
 
-// rawPread is pread(2) at off, for the re-read of a kept-open cgroup file.
-func rawPread(fd int, buf []byte, off int64) (int, error) {
+// rawPreadStart is pread(2) at offset 0, for the re-read of a kept-open
+// cgroup file (kernfs restarts the file there). The offset is not a
+// parameter: every argument after the count is 0, which reads as offset 0
+// whatever the architecture's convention for passing a 64-bit offset.
+func rawPreadStart(fd int, buf []byte) (int, error) {
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	n, _, errno := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(off), 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

@@ -440,7 +440,7 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 			drainEventfd(fd)
 		} else {
 			var buf [512]byte
-			_, _ = rawPread(fd, buf[:], 0)
+			_, _ = rawPreadStart(fd, buf[:])
 		}
 	}
 	return changed, nil
