@@ -189,6 +189,13 @@ type Notifier struct {
 	// none; ticked tells that it did since Ticked was last called.
 	tick   int
 	ticked bool
+	// deadlineSet: the poller has a read deadline on epf from the last
+	// wait; ready, got and werr are epollWait's callback and its result,
+	// kept here so that a wait allocates nothing.
+	deadlineSet bool
+	ready       func(uintptr) bool
+	got         int
+	werr        error
 }
 
 // NewNotifier returns a Notifier that watches nothing yet.
@@ -447,53 +454,63 @@ func (n *Notifier) Wait(d time.Duration) ([]string, error) {
 }
 
 // epollWait waits up to d for events into n.evs and returns how many came.
+// It allocates nothing and, for the same deadline as the last wait (a hold
+// waits with NoLimit every time), makes no call to the poller's deadline:
+// it runs at every tick of a long hold, whose CPU is the cost of each
+// wake-up (docs/design.md, "The hold").
 func (n *Notifier) epollWait(d time.Duration) (int, error) {
-	wait := func(ms int) (int, error) {
-		var k int
-		var err error
-		if ms == 0 {
-			k, err = rawEpollPoll(n.ep, n.evs) // rawsys_linux.go: why
-		} else {
-			k, err = unix.EpollWait(n.ep, n.evs, ms)
-		}
-		if errors.Is(err, unix.EINTR) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("epoll_wait: %w", err)
-		}
-		return k, nil
-	}
 	if d == 0 {
-		return wait(0)
+		return n.epollResult(rawEpollPoll(n.ep, n.evs)) // rawsys_linux.go: why
 	}
 	if n.rc == nil {
 		ms := -1 // NoLimit
 		if d > 0 {
 			ms = max(int(d.Milliseconds()), 1)
 		}
-		return wait(ms)
+		return n.epollResult(unix.EpollWait(n.ep, n.evs, ms))
 	}
 	var deadline time.Time // none, for NoLimit
 	if d > 0 {
 		deadline = time.Now().Add(d)
 	}
-	if err := n.epf.SetReadDeadline(deadline); err != nil {
-		return 0, fmt.Errorf("epoll deadline: %w", err)
+	if !deadline.IsZero() || n.deadlineSet {
+		if err := n.epf.SetReadDeadline(deadline); err != nil {
+			return 0, fmt.Errorf("epoll deadline: %w", err)
+		}
+		n.deadlineSet = !deadline.IsZero()
 	}
-	var got int
-	var werr error
-	err := n.rc.Read(func(uintptr) bool {
-		got, werr = wait(0)
-		return got > 0 || werr != nil
-	})
+	if n.ready == nil {
+		n.ready = n.pollReady // one method value, made once
+	}
+	n.got, n.werr = 0, nil
+	err := n.rc.Read(n.ready)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("wait for epoll: %w", err)
 	}
-	return got, werr
+	return n.got, n.werr
+}
+
+// pollReady is the runtime poller's callback of epollWait: it takes the
+// events ready now and tells the poller to park the goroutine when there
+// are none.
+func (n *Notifier) pollReady(uintptr) bool {
+	n.got, n.werr = n.epollResult(rawEpollPoll(n.ep, n.evs))
+	return n.got > 0 || n.werr != nil
+}
+
+// epollResult is an epoll_wait's result as epollWait returns it: EINTR is
+// no event.
+func (n *Notifier) epollResult(k int, err error) (int, error) {
+	if errors.Is(err, unix.EINTR) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("epoll_wait: %w", err)
+	}
+	return k, nil
 }
 
 // drainInotify reads the pending inotify events and returns the directories

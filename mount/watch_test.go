@@ -199,6 +199,48 @@ func TestNotifierNoLimit(t *testing.T) {
 	}
 }
 
+// The hold's steady state, a Wait(NoLimit) that a tick ends, allocates
+// nothing (it runs 20 times a second for as long as a subtree hold lasts),
+// and a Wait with a limit between two without one leaves no deadline
+// behind: the wait after it still waits for its event.
+func TestNotifierWaitSteady(t *testing.T) {
+	_, n := fakeNotifier(t, nil, nil)
+	defer n.Close()
+	if err := n.SetTick(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(50, func() {
+		if _, err := n.Wait(NoLimit); err != nil {
+			t.Fatal(err)
+		}
+		n.Ticked()
+	}); allocs != 0 {
+		t.Errorf("a tick's Wait(NoLimit) allocates %v times", allocs)
+	}
+
+	_, slow := fakeNotifier(t, nil, nil)
+	defer slow.Close()
+	start := time.Now()
+	if got, err := slow.Wait(20 * time.Millisecond); err != nil || len(got) != 0 {
+		t.Fatalf("Wait(20ms) with nothing set = %v, %v", got, err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond {
+		t.Fatalf("Wait(20ms) returned after %v", d)
+	}
+	woke := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(60 * time.Millisecond)
+		woke <- time.Now()
+		slow.Wake()
+	}()
+	if _, err := slow.Wait(NoLimit); err != nil {
+		t.Fatal(err)
+	}
+	if ended := time.Now(); ended.Before(<-woke) {
+		t.Error("Wait(NoLimit) after a Wait(20ms) returned before its Wake: the old deadline stayed")
+	}
+}
+
 // A file probe re-reads its file at every Read, and the probe of a
 // process's /proc/<PID>/cgroup fails once that process is gone (it stays
 // bound to the process, not to the number).
