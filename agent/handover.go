@@ -183,7 +183,6 @@ func (l *Link) AwaitWord() (Word, error) {
 			l.log.Warn().Err(err).Msg("the supervisor's channel")
 			continue
 		case err != nil:
-			l.restorePriority()
 			return Word{}, fmt.Errorf("%w before the freeze (%w)", ErrSupervisorGone, err)
 		case m.Kind == MsgGo, m.Kind == MsgFreeze:
 			w := Word{Kind: m.Kind}
@@ -192,8 +191,6 @@ func (l *Link) AwaitWord() (Word, error) {
 				continue
 			}
 			if m.Kind == MsgGo {
-				// It freezes: not at idle priority.
-				l.restorePriority()
 				go l.watch()
 				return w, nil
 			}
@@ -208,19 +205,10 @@ func (l *Link) AwaitWord() (Word, error) {
 			}
 			return w, nil
 		case m.Kind == MsgAbort:
-			l.restorePriority()
 			return Word{}, ErrAborted
 		default:
 			l.log.Warn().Str("message", m.String()).Msg("unexpected message from the supervisor before its word: ignored")
 		}
-	}
-}
-
-// restorePriority gives the holder's threads their priority back if it
-// started at idle priority (RestoreOwnPriority), before it acts.
-func (l *Link) restorePriority() {
-	if err := RestoreOwnPriority(); err != nil {
-		l.log.Warn().Err(err).Msg("the holder gives itself its priority back")
 	}
 }
 
@@ -241,13 +229,8 @@ func (l *Link) AwaitHandover() (Handover, *os.File, error) {
 			l.log.Warn().Err(err).Msg("the supervisor's channel")
 			continue
 		case err != nil:
-			// It recovers the target: not at idle priority.
-			l.restorePriority()
 			return Handover{}, nil, fmt.Errorf("%w during the freeze (%w)", ErrSupervisorGone, err)
 		case m.Kind == MsgHold:
-			// It holds: the supervisor gave it its priority back
-			// already, unless that failed.
-			l.restorePriority()
 			lock := l.ch.TakeFile()
 			var h Handover
 			if err := h.parseJSON(m.Arg); err != nil {
@@ -259,7 +242,6 @@ func (l *Link) AwaitHandover() (Handover, *os.File, error) {
 			}
 			return h, lock, nil
 		case m.Kind == MsgAbort:
-			l.restorePriority()
 			return Handover{}, nil, ErrAborted
 		default:
 			l.log.Warn().Str("message", m.String()).Msg("unexpected message from the supervisor during its freeze: ignored")
@@ -373,11 +355,6 @@ func FreezeFirst(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev 
 	// hand-over while the holder, still starting, takes the other CPU:
 	// the CPU is offered to it first.
 	yieldCPU()
-	// The holder, started at idle priority so as not to take a CPU from
-	// the target's tasks during the freeze, takes the hold next.
-	if err := h.RestorePriority(); err != nil {
-		log.Warn().Err(err).Msg("the holder gives itself its priority back")
-	}
 	emitHolding(ev, log, t, frozen)
 	// So is "holding": the supervisor's last word on stdout.
 	ev.Flush(nil, frozenFlushLimit)

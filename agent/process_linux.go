@@ -13,14 +13,14 @@ import (
 
 // forkExec starts exe with args (args[0] is its name), descriptors 0, 1,
 // 2, ... of the child being files (a nil file: closed in the child), in
-// the environment env, and returns its PID. Errors are os/exec's:
+// this process's environment, and returns its PID. Errors are os/exec's:
 // "fork/exec exe: ...".
-func forkExec(exe string, args, env []string, files []*os.File) (int, error) {
+func forkExec(exe string, args []string, files []*os.File) (int, error) {
 	fds := make([]uintptr, len(files))
 	for i, f := range files {
 		fds[i] = f.Fd() // ^uintptr(0) for a nil file: closed
 	}
-	pid, err := syscall.ForkExec(exe, args, &syscall.ProcAttr{Env: env, Files: fds})
+	pid, err := syscall.ForkExec(exe, args, &syscall.ProcAttr{Env: os.Environ(), Files: fds})
 	runtime.KeepAlive(files) // no finalizer closes them before the child has them
 	if err != nil {
 		return 0, &os.PathError{Op: "fork/exec", Path: exe, Err: err}

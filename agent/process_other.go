@@ -6,7 +6,7 @@ import "os"
 
 // Off Linux no holder is started (NewChannelPair fails first).
 
-func forkExec(exe string, args, env []string, files []*os.File) (int, error) { return 0, ErrNotLinux }
+func forkExec(exe string, args []string, files []*os.File) (int, error) { return 0, ErrNotLinux }
 
 func awaitExit(pid int) {}
 

@@ -34,9 +34,6 @@ type HolderProcess struct {
 	told bool
 	// pending are signals to forward once the holder is ready.
 	pending []os.Signal
-	// idle: the holder started at idle priority and has not been given
-	// its priority back (RestorePriority).
-	idle bool
 }
 
 // StartHolder starts exe with args as the holder, with its end of the
@@ -58,44 +55,12 @@ func StartHolder(exe string, args []string, stdin, stdout, stderr *os.File, pare
 	// reads a terminal (--lease stdin) would be stopped by SIGTTIN. A
 	// terminal's Ctrl-C then reaches both, and the holder ignores the
 	// forwarded copy as it ignores any second signal.
-	//
-	// Its runtime start runs at idle priority where this process can undo
-	// it (sched_linux.go), beside the freeze: moved to SCHED_IDLE as soon
-	// as it runs its own image (a fork at idle priority would keep this
-	// process waiting for its child's exec on a busy CPU), until the
-	// freeze is confirmed (RestorePriority).
-	env := os.Environ()
-	idle := idleStartAllowed()
-	if idle {
-		env = append(env, IdleStartEnv+"=1")
-	}
-	pid, err := forkExec(exe, append([]string{exe}, args...), env, []*os.File{stdin, stdout, stderr, other})
+	pid, err := forkExec(exe, append([]string{exe}, args...), []*os.File{stdin, stdout, stderr, other})
 	if err != nil {
 		_ = own.Close()
 		return nil, fmt.Errorf("start the holder %s: %w", exe, err)
 	}
-	// Its main thread, before the runtime starts others: they inherit
-	// it. One that came first stays at its priority.
-	if idle && setIdle(pid) != nil {
-		idle = false
-	}
-	return &HolderProcess{proc: newProcess(pid), ch: NewChannel(own), parent: parent, idle: idle}, nil
-}
-
-// RestorePriority gives a holder started at idle priority its priority
-// back (SCHED_OTHER on every thread), once: the supervisor calls it once
-// the freeze is confirmed, and before it tells the holder to go on or to
-// end. A failure is logged by the caller: the holder gives its threads
-// their priority back itself when it acts (RestoreOwnPriority).
-func (h *HolderProcess) RestorePriority() error {
-	if !h.idle {
-		return nil
-	}
-	h.idle = false
-	if err := restoreThreads(h.proc.pid); err != nil {
-		return fmt.Errorf("give the holder (PID %d) its priority back: %w", h.proc.pid, err)
-	}
-	return nil
+	return &HolderProcess{proc: newProcess(pid), ch: NewChannel(own), parent: parent}, nil
 }
 
 // PID is the holder's process ID.
@@ -109,7 +74,6 @@ func (h *HolderProcess) Proceed(t *freezer.Target) error {
 		return nil
 	}
 	h.told = true
-	_ = h.RestorePriority() // the holder does it too, on "go"
 	return h.ch.Send(Message{Kind: MsgGo, Arg: encodeJSON(Intent{freezer.Handle{PID: t.PID, Path: t.Path}})})
 }
 
@@ -117,7 +81,6 @@ func (h *HolderProcess) Proceed(t *freezer.Target) error {
 // changed, and waits for it to end (a bounded time, then SIGKILL): it
 // changed nothing and says nothing.
 func (h *HolderProcess) Abort() {
-	_ = h.RestorePriority() // the holder does it too, on "abort"
 	if !h.told {
 		h.told = true
 		_ = h.ch.Send(Message{Kind: MsgAbort})

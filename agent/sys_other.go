@@ -51,15 +51,3 @@ func waitExit(pidfd *os.File) { select {} }
 
 // TerminalWidth is unknown (0) off Linux: the status line is not cut.
 func TerminalWidth(f *os.File) int { return 0 }
-
-// IdleStartEnv marks a holder started at idle priority (sched_linux.go);
-// off Linux none is.
-const IdleStartEnv = "CGFREEZE_IDLE_START"
-
-// Off Linux the holder starts at its supervisor's priority.
-func idleStartAllowed() bool   { return false }
-func setIdle(int) error        { return ErrNotLinux }
-func restoreThreads(int) error { return ErrNotLinux }
-
-// RestoreOwnPriority does nothing off Linux.
-func RestoreOwnPriority() error { return nil }
