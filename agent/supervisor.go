@@ -34,6 +34,10 @@ type HolderProcess struct {
 	told bool
 	// pending are signals to forward once the holder is ready.
 	pending []os.Signal
+	// prime, when not nil, is called as a signal or the parent lease's
+	// end comes, after it is passed on: the end of the hold is near
+	// (freezer.Primer).
+	prime func()
 }
 
 // StartHolder starts exe with args as the holder, with its end of the
@@ -163,6 +167,9 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 		go func() {
 			waitExit(h.parent)
 			_ = h.ch.Send(Message{Kind: MsgEnd, Arg: LeaseParent})
+			if h.prime != nil {
+				h.prime()
+			}
 		}()
 	}
 	exited := h.proc.wait()
@@ -176,6 +183,9 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 				h.proc.signal(s)
 			} else {
 				h.pending = append(h.pending, s)
+			}
+			if h.prime != nil {
+				h.prime()
 			}
 		case <-ready:
 			isReady, ready = true, nil
@@ -210,7 +220,12 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 // recovered event (reason watchdog) and returns ExitHolderDied, or the
 // holder's own code when it exited. An error is a recovery that failed.
 func Supervise(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *Writer, log zerolog.Logger, sigs <-chan os.Signal) (int, error) {
+	// The signal that ends a hold comes here first: a subtree thaw's
+	// first wait starts as it is relayed, not when the holder gets to it.
+	primer := freezer.OpenPrimer(t)
+	h.prime = primer.Prime
 	end := h.Wait(sigs)
+	_ = primer.Close()
 	if end.Done {
 		if end.Signal != nil {
 			log.Debug().Str("signal", end.Signal.String()).Int("exit_code", end.Code).Msg("the holder was killed after the target was thawed")
