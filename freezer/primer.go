@@ -102,16 +102,18 @@ func listsPID(content, pid string) bool {
 	return false
 }
 
-// Prime starts the no-op migration on a goroutine of its own and returns
-// at once (the write waits for the grace period it starts). Only the first
-// call writes; errors are ignored.
+// Prime makes the no-op migration, which returns once the grace period it
+// started has passed (the thaw's first move, made meanwhile by another
+// process, returns about then too): a caller that must not wait calls it
+// on a goroutine of its own, one that has nothing else to do until the
+// thaw is over calls it in line, and spares the wake-up of another thread
+// (0.1 to 0.5 ms on 2 CPUs) before the grace period starts. Only the
+// first call writes; errors are ignored.
 func (p *Primer) Prime() {
 	if p == nil {
 		return
 	}
-	p.once.Do(func() {
-		go func() { _, _ = p.procs.Write(p.pid) }()
-	})
+	p.once.Do(func() { _, _ = p.procs.Write(p.pid) })
 }
 
 // Close closes the primer's file (the descriptor itself once a write under
