@@ -47,11 +47,17 @@ func OpenPrimer(t *Target) *Primer {
 	if t == nil || t.Strategy != StrategySubtree {
 		return nil
 	}
-	p, err := openPrimer(primerMounts, "/proc/self/cgroup", os.Getpid())
+	p, err := openOwnPrimer()
 	if err != nil {
 		return nil
 	}
 	return p
+}
+
+// openOwnPrimer opens the calling process's primer (a variable: the unit
+// tests of fake targets replace it, so that they write to no real cgroup).
+var openOwnPrimer = func() (*Primer, error) {
+	return openPrimer(primerMounts, "/proc/self/cgroup", os.Getpid())
 }
 
 // openPrimer opens the cgroup.procs of the cgroup that cgroupFile (a
