@@ -34,6 +34,14 @@ type HolderProcess struct {
 	told bool
 	// pending are signals to forward once the holder is ready.
 	pending []os.Signal
+	// prime, when not nil, is called as a signal or the parent lease's
+	// end comes, after it is passed on: the end of the hold is near
+	// (freezer.Primer). It may block until the thaw's first wait is over.
+	prime func()
+	// release, when not nil, is called once the holder said "done": the
+	// target is thawed, and nothing the supervisor holds for a recovery
+	// is needed any more.
+	release func()
 }
 
 // StartHolder starts exe with args as the holder, with its end of the
@@ -108,12 +116,13 @@ func (h *HolderProcess) close() {
 // said "done" and the code it announced (-1 without one). Without "done",
 // the guard recovers the target (RecoverTarget).
 func Guard(ch *Channel) (done bool, code int) {
-	return guard(ch, nil)
+	return guard(ch, nil, nil)
 }
 
 // guard is Guard; ready, when not nil, is called when the holder says it
-// is ready (it catches signals).
-func guard(ch *Channel, ready func()) (done bool, code int) {
+// is ready (it catches signals), and released, when not nil, when it says
+// "done".
+func guard(ch *Channel, ready, released func()) (done bool, code int) {
 	code = -1
 	for {
 		m, err := ch.Receive()
@@ -131,6 +140,10 @@ func guard(ch *Channel, ready func()) (done bool, code int) {
 			done = true
 			if n, err := strconv.Atoi(m.Arg); err == nil {
 				code = n
+			}
+			if released != nil {
+				released()
+				released = nil
 			}
 		}
 	}
@@ -156,13 +169,16 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 	done := make(chan HolderEnd, 1)
 	ready := make(chan struct{})
 	go func() {
-		ok, code := guard(h.ch, func() { close(ready) })
+		ok, code := guard(h.ch, func() { close(ready) }, h.release)
 		done <- HolderEnd{Done: ok, Code: code}
 	}()
 	if h.parent != nil {
 		go func() {
 			waitExit(h.parent)
 			_ = h.ch.Send(Message{Kind: MsgEnd, Arg: LeaseParent})
+			if h.prime != nil {
+				h.prime()
+			}
 		}()
 	}
 	exited := h.proc.wait()
@@ -176,6 +192,18 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 				h.proc.signal(s)
 			} else {
 				h.pending = append(h.pending, s)
+			}
+			switch {
+			case h.prime == nil:
+			case isReady:
+				// In line, after the signal is passed on: the
+				// holder's exit, the next thing this loop waits
+				// for, comes after the wait it may block for.
+				h.prime()
+			default:
+				// The holder's ready, and the signals it
+				// releases, must not wait for it.
+				go h.prime()
 			}
 		case <-ready:
 			isReady, ready = true, nil
@@ -210,7 +238,17 @@ func (h *HolderProcess) Wait(sigs <-chan os.Signal) HolderEnd {
 // recovered event (reason watchdog) and returns ExitHolderDied, or the
 // holder's own code when it exited. An error is a recovery that failed.
 func Supervise(h *HolderProcess, t *freezer.Target, timeout time.Duration, ev *Writer, log zerolog.Logger, sigs <-chan os.Signal) (int, error) {
+	// The signal that ends a hold comes here first: a subtree thaw's
+	// first wait starts as it is relayed, not when the holder gets to it.
+	primer := freezer.OpenPrimer(t)
+	h.prime = primer.Prime
+	// Once the holder said "done", the target's mount is closed while the
+	// holder exits, not after: the supervisor's own exit comes right
+	// after the holder's, and the kernel's release of a mount takes a
+	// while (Close again later does nothing).
+	h.release = func() { _ = t.Close() }
 	end := h.Wait(sigs)
+	_ = primer.Close()
 	if end.Done {
 		if end.Signal != nil {
 			log.Debug().Str("signal", end.Signal.String()).Int("exit_code", end.Code).Msg("the holder was killed after the target was thawed")

@@ -124,6 +124,18 @@ func (f *Frozen) Abandon() {}
 // PrepareThaw does nothing off Linux.
 func (f *Frozen) PrepareThaw() {}
 
+// Primer does nothing off Linux.
+type Primer struct{}
+
+// OpenPrimer returns nil off Linux.
+func OpenPrimer(t *Target) *Primer { return nil }
+
+// Prime does nothing off Linux.
+func (p *Primer) Prime() {}
+
+// Close does nothing off Linux.
+func (p *Primer) Close() error { return nil }
+
 // Count fails off Linux.
 func (f *Frozen) Count() (int, error) { return 0, notLinux("count") }
 

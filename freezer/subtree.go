@@ -270,26 +270,36 @@ func (subtree) thaw(ctx context.Context, root *mount.Root, cgPath string, childr
 // For the subtree strategy that is an RCU grace period: the first
 // migration after a quiet while waits for one (cgroup_threadgroup_rwsem's
 // rcu_sync_enter; 5 to 15 ms here, most of a small thaw), and every
-// migration within a grace period of the last one does not. A process of
-// the child written to the child's own cgroup.procs is such a migration,
-// one that moves nothing; it is made on a goroutine of its own while the
+// migration within a grace period of the last one does not. It makes such
+// a migration, one that moves nothing, on a goroutine of its own while the
 // hold ends, and the thaw's moves find the grace period paid or under
-// way. The read of the PID from the child and its write back to the child
-// are one call of the mount's (FS.Do: its thread, or its lock), which the
-// thaw's calls cannot interleave: wherever it lands among them, it only
-// writes a process that is in the child at that moment to the child, and
-// never puts back one that the thaw moved out. The window is every
-// migration's (listed, then written): a PID freed and given to another
-// process in between. After the mount is closed it fails, harmlessly. For the other strategies, or without a process in the child,
-// it does nothing. It may be called from any goroutine, once the freeze is
-// confirmed; what it does changes nothing the thaw relies on, and its
-// errors (a child removed meanwhile, the mount closed) are ignored.
+// way: the caller's own PID written to its own cgroup.procs (Primer),
+// which needs no lock of the mount's, so that the thaw's first calls do
+// not wait for it to return and hand the lock over. Where the caller's
+// own cgroup cannot be reached (no cgroup2 mount of its own), it writes a
+// process of the child to the child's own cgroup.procs instead: the read
+// of the PID from the child and its write back to the child are one call
+// of the mount's (FS.Do: its thread, or its lock), which the thaw's calls
+// cannot interleave: wherever it lands among them, it only writes a
+// process that is in the child at that moment to the child, and never
+// puts back one that the thaw moved out. The window is every migration's
+// (listed, then written): a PID freed and given to another process in
+// between. After the mount is closed it fails, harmlessly. For the other
+// strategies, or without a process in the child, it does nothing. It may
+// be called from any goroutine, once the freeze is confirmed; what it does
+// changes nothing the thaw relies on, and its errors (a child removed
+// meanwhile, the mount closed) are ignored.
 func (f *Frozen) PrepareThaw() {
 	if f.child == "" {
 		return
 	}
 	procs := path.Join(f.Target.Path, f.child, "cgroup.procs")
 	go func() {
+		if p, err := openOwnPrimer(); err == nil {
+			p.Prime()
+			_ = p.Close()
+			return
+		}
 		_ = f.Target.fs.Do(func(root *mount.Root) error {
 			pid, err := firstPID(root, procs)
 			if err != nil {
