@@ -30,8 +30,9 @@ var primerMounts = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
 // holder does, primes as it relays it.
 //
 // It never writes a PID other than the caller's own, and only to the
-// cgroup.procs that lists the caller (checked once, when it is opened): it
-// cannot move anything anywhere, whatever happens to the target.
+// cgroup.procs that listed the caller when it was opened: it can move no
+// process but the caller, whatever happens to the target (and the caller
+// only back into the cgroup it was in, had someone moved it since).
 type Primer struct {
 	procs *os.File
 	pid   []byte
