@@ -158,6 +158,9 @@ func (b *bench) floor(ctx context.Context, ct *container, name string) (s sample
 	if err := ct.requireFrozen(name); err != nil {
 		return s, err
 	}
+	if err := sleepCtx(ctx, quietBeforeThaw); err != nil {
+		return s, err
+	}
 	t2 := time.Now()
 	if err := unix.Kill(cmd.Process.Pid, unix.SIGTERM); err != nil {
 		return s, err
@@ -193,6 +196,9 @@ func (b *bench) crunPauseResume(ctx context.Context, kc *container) (s sample, e
 		return s, fmt.Errorf("crun pause: %w", err)
 	}
 	if err := kc.requireFrozen("crun pause"); err != nil {
+		return s, err
+	}
+	if err := sleepCtx(ctx, quietBeforeThaw); err != nil {
 		return s, err
 	}
 	if s.thaw, err = b.crun(ctx, kc.version, "resume", kc.name); err != nil {
