@@ -406,8 +406,10 @@ func (b *bench) scenario(ctx context.Context, version, n int) (err error) {
 			}
 			return ms(median(s.freeze()))
 		}
-		logf("%s, %d processes: cgfreeze freeze %s thaw %s; crun pause %s resume %s; runc pause %s resume %s; go floor with watchdog %s; limit %s / %s", m.row, n,
-			med("cgfreeze", false), med("cgfreeze", true), med("crun", false), med("crun", true), med("runc", false), med("runc", true),
+		own := b.res.get(m.row, n, "cgfreeze").ofRun(b.run)
+		logf("%s, %d processes: cgfreeze freeze %s thaw %s (its own elapsed_ms %s / %s); crun pause %s resume %s; runc pause %s resume %s; go floor with watchdog %s; limit %s / %s", m.row, n,
+			med("cgfreeze", false), med("cgfreeze", true), ms(median(own.freezeEv())), ms(median(own.thawEv())),
+			med("crun", false), med("crun", true), med("runc", false), med("runc", true),
 			med("go-floor-wd", false), med("limit", false), med("limit", true))
 	}
 	if n == b.o.holdSize && b.o.hold > 0 && b.run == 0 {
