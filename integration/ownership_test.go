@@ -155,6 +155,11 @@ func TestLegacyChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A write of cgroup.freeze returns before the kernel has every task
+	// frozen: the state is the older cgfreeze's once each says frozen 1.
+	for _, c := range []*cgroup{legacy, tg.subs[0], tg.subs[1]} {
+		c.requireFrozenWithin(t, setupFrozenWait)
+	}
 	h.requireStill("left by an older cgfreeze", tg.cg, stillFor/2, tg.w)
 	tg.requireStatus("status of the legacy leftover", "frozen", "cgfreeze", holder)
 
