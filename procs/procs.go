@@ -183,16 +183,9 @@ func Outside(path string) bool {
 	return path == "/.." || strings.HasPrefix(path, "/../")
 }
 
-// ListPIDs lists the processes that procRoot shows: one read of the
-// directory, nothing per process. On a proc filesystem of many processes
-// it reads the directory in two ranges of PIDs at once (list_linux.go).
-// The order is the directory's, or increasing.
+// ListPIDs lists the processes that procRoot shows, in directory order:
+// one read of the directory, nothing per process.
 func ListPIDs(procRoot string) ([]int, error) {
-	return listPIDs(procRoot)
-}
-
-// listSequential lists the processes of procRoot in directory order.
-func listSequential(procRoot string) ([]int, error) {
 	f, err := os.Open(procRoot)
 	if err != nil {
 		return nil, err
