@@ -127,3 +127,92 @@ func TestOpenPrimerRefuses(t *testing.T) {
 		t.Error("OpenPrimer(nil) is not nil")
 	}
 }
+
+// fakeOwnPrimer makes openOwnPrimer open a plain file as the caller's own
+// cgroup.procs; size tells how many bytes the primer wrote to it so far.
+func fakeOwnPrimer(t *testing.T) (size func() int) {
+	t.Helper()
+	own := filepath.Join(t.TempDir(), "cgroup.procs")
+	if err := os.WriteFile(own, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig := openOwnPrimer
+	t.Cleanup(func() { openOwnPrimer = orig })
+	openOwnPrimer = func() (*Primer, error) {
+		w, err := os.OpenFile(own, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		return &Primer{procs: w, pid: []byte("7")}, nil
+	}
+	return func() int {
+		st, err := os.Stat(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(st.Size())
+	}
+}
+
+// A freeze resolved with PrimeFreeze keeps making the no-op migration while
+// it is resolved and checked, and stops before its own first migration:
+// none of the primer's writes comes after the first move, but the one that
+// may have been under way as it stopped.
+func TestFreezeKeepsPrimedUntilMigration(t *testing.T) {
+	size := fakeOwnPrimer(t)
+	ft := newFakeTarget(t, StrategySubtree, 101, 102)
+	ft.startPriming()
+	deadline := time.Now().Add(5 * time.Second)
+	for size() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the primer wrote %d bytes in 5s, want a write every %v", size(), primeEvery)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	atMove := -1
+	kernel := ft.k.Fake.OnWrite
+	ft.k.Fake.OnWrite = func(p, v string) error {
+		if atMove < 0 && path.Base(p) == "cgroup.procs" {
+			atMove = size()
+		}
+		return kernel(p, v)
+	}
+	f, err := Freeze(testCtx(t, 5*time.Second), ft.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.k.Fake.OnWrite = kernel
+	time.Sleep(5 * primeEvery)
+	if atMove < 0 {
+		t.Fatal("the freeze moved no process")
+	}
+	if after := size(); after > atMove+1 {
+		t.Errorf("the primer wrote %d bytes after the freeze's first move, want at most the one under way", after-atMove)
+	}
+	if err := f.Thaw(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Closing a target ends its primer, frozen or not.
+func TestCloseEndsPriming(t *testing.T) {
+	size := fakeOwnPrimer(t)
+	ft := newFakeTarget(t, StrategySubtree, 101)
+	ft.startPriming()
+	deadline := time.Now().Add(5 * time.Second)
+	for size() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the primer did not write twice in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := ft.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * primeEvery)
+	closed := size()
+	time.Sleep(5 * primeEvery)
+	if size() != closed {
+		t.Errorf("the primer still writes after Close: %d bytes, then %d", closed, size())
+	}
+}
