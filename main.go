@@ -250,11 +250,7 @@ func runTargetCommand(cmd string, args []string, stdin io.Reader, stdout, stderr
 			return fail(ev, log, err)
 		}
 	}
-	opts := resolveOptions(c)
-	// A freeze made at once (not behind the start gate of --lease stdin)
-	// has the kernel pay its first migration's wait while it resolves.
-	opts.PrimeFreeze = cmd == "freeze" && !gated(c)
-	target, err := freezer.Resolve(opts)
+	target, err := freezer.Resolve(resolveOptions(c))
 	if err != nil {
 		if early != nil {
 			early.Abort()

@@ -91,7 +91,7 @@ func startHolder(c config, stdin io.Reader, stdout, stderr io.Writer) (*agent.Ho
 // a network round trip dominates anyway) it tells the holder to go on and
 // freeze. Then it guards the holder.
 func supervise(c config, ev *agent.Writer, log zerolog.Logger, t *freezer.Target, sigs <-chan os.Signal, h *agent.HolderProcess, stdin io.Reader, stdout, stderr io.Writer) int {
-	slow := gated(c)
+	slow := c.gate.startTimeout > 0 || c.gate.heartbeat > 0
 	if slow {
 		// Injected faults are then the holder's: the supervisor is
 		// what must survive them. The holder inherits the environment.
@@ -119,13 +119,6 @@ func supervise(c config, ev *agent.Writer, log zerolog.Logger, t *freezer.Target
 		return fail(ev, log, err)
 	}
 	return code
-}
-
-// gated tells whether a freeze waits for its caller's first word (the start
-// gate or heartbeats of --lease stdin): the slow path of supervise, where
-// the holder freezes.
-func gated(c config) bool {
-	return c.gate.startTimeout > 0 || c.gate.heartbeat > 0
 }
 
 // holderOptions are the options of the holder's resolution: the process

@@ -72,7 +72,6 @@ func Freeze(ctx context.Context, t *Target) (*Frozen, error) {
 		return nil, err
 	}
 	f := &Frozen{Target: t, impl: impl}
-	defer t.endPriming()
 	err = t.fs.Do(func(root *mount.Root) (err error) {
 		lock, err := lockTargetWait(root, t.Path, lockGrace)
 		if errors.Is(err, errHeld) {

@@ -52,7 +52,6 @@ type Options struct {
 	Version      int
 	Recovering   bool
 	CgroupMount  string
-	PrimeFreeze  bool
 }
 
 // Target is a resolved target (never, off Linux).

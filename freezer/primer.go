@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cgfreeze/cgfreeze/procs"
 	"golang.org/x/sys/unix"
@@ -122,33 +121,6 @@ func (p *Primer) Prime() {
 		return
 	}
 	p.once.Do(func() { _, _ = p.procs.Write(p.pid) })
-}
-
-// primeEvery is how often a kept primer (keep) makes its no-op migration
-// again: well within the grace period that follows each migration (4 to
-// 12 ms here), during which the next migration does not wait, so that the
-// window stays open until the one that counts.
-const primeEvery = 2 * time.Millisecond
-
-// keep makes the no-op migration now, and again every primeEvery, until
-// stop is closed; then it closes the primer. The first write returns after
-// the grace period it started; the later ones at once. For the subtree
-// freeze: its first migration finds the grace period paid while the
-// target was still being resolved and checked. Errors are ignored, as in
-// Prime.
-func (p *Primer) keep(stop <-chan struct{}) {
-	defer func() { _ = p.Close() }()
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		_, _ = p.procs.Write(p.pid)
-		t.Reset(primeEvery)
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Close closes the primer's file (the descriptor itself once a write under

@@ -96,9 +96,6 @@ func (subtree) freeze(ctx context.Context, root *mount.Root, f *Frozen) (err err
 	if err := faults.Point("freeze:child-frozen"); err != nil {
 		return err
 	}
-	// The primer (Options.PrimeFreeze) stops here: its last no-op
-	// migration, at most primeEvery ago, spares the first move the wait.
-	t.endPriming()
 	if f.moved, err = migrate(ctx, root, t.Path, child, "freeze:half-migrated"); err != nil {
 		if errors.Is(err, ErrUnsafeTarget) {
 			return err

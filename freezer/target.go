@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/cgfreeze/cgfreeze/mount"
 	"github.com/cgfreeze/cgfreeze/procs"
@@ -68,14 +67,6 @@ type Options struct {
 	// root of the caller's cgroup namespace. It is used instead of a
 	// private mount, for hosts where cgfreeze may not mount.
 	CgroupMount string
-	// PrimeFreeze tells that the target is resolved to be frozen at once:
-	// for a subtree target Resolve then starts, as soon as it knows the
-	// strategy, the RCU grace period that the freeze's first migration
-	// would wait for (Primer: the caller's own PID written to its own
-	// cgroup.procs, a migration that moves nothing), and keeps it paid
-	// until Freeze migrates or the target is closed, so that it runs
-	// beside the rest of the resolution (the workload check).
-	PrimeFreeze bool
 }
 
 // Target is a resolved target: a private mount of its cgroup hierarchy, on a
@@ -103,8 +94,6 @@ type Target struct {
 	// holder that shares it (Target.Share).
 	spec  mount.Spec
 	mopts mount.Options
-	// stopPrime ends the primer that PrimeFreeze started, nil for none.
-	stopPrime func()
 }
 
 // Resolve finds the target cgroup of opts.PID, mounts its hierarchy
@@ -230,9 +219,6 @@ func Resolve(opts Options) (*Target, error) {
 		if err := t.inspect(root, viewNS, self, seen); err != nil {
 			return err
 		}
-		if opts.PrimeFreeze && t.Strategy == StrategySubtree {
-			t.startPriming()
-		}
 		if checkPID1 && opts.Recovering && carriesMark(root, t.Path) {
 			checkPID1 = false
 		}
@@ -260,33 +246,9 @@ func Resolve(opts Options) (*Target, error) {
 		}
 	}
 	if err != nil {
-		return nil, errors.Join(err, t.Close())
+		return nil, errors.Join(err, fs.Close())
 	}
 	return t, nil
-}
-
-// startPriming starts the primer of a subtree freeze on a goroutine of its
-// own (it opens the caller's own cgroup, in the caller's own namespaces:
-// not on the mount's thread), where cgfreeze's own cgroup2 cgroup can be
-// reached; without it the freeze is as correct, and waits.
-func (t *Target) startPriming() {
-	stop := make(chan struct{})
-	var once sync.Once
-	t.stopPrime = func() { once.Do(func() { close(stop) }) }
-	open := openOwnPrimer
-	go func() {
-		if p, err := open(); err == nil {
-			p.keep(stop)
-		}
-	}()
-}
-
-// endPriming stops the freeze's primer, if one runs: its last no-op
-// migration keeps the next one from waiting for a grace period.
-func (t *Target) endPriming() {
-	if t.stopPrime != nil {
-		t.stopPrime()
-	}
 }
 
 type listResult struct {
@@ -310,7 +272,6 @@ func targetErr(opts Options, err error) error {
 
 // Close releases the target's mount and thread.
 func (t *Target) Close() error {
-	t.endPriming()
 	return t.fs.Close()
 }
 
