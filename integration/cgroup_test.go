@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/cgfreeze/cgfreeze/freezer"
@@ -75,23 +74,6 @@ func (c *cgroup) frozen() (string, error) {
 // setupFrozenWait bounds how long a cgroup that a test froze itself (to
 // set up what an older or a dead cgfreeze left) takes to say frozen 1.
 const setupFrozenWait = 5 * time.Second
-
-// requireFrozenWithin waits until the kernel says c (v2) is frozen, and
-// fails the test if it does not within d.
-func (c *cgroup) requireFrozenWithin(t testing.TB, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		v, err := c.frozen()
-		if err == nil && v == "1" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not frozen %v after its freeze was written: frozen %q (%v)", c, d, v, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // procs lists the processes in c. A threaded cgroup lists threads only
 // (cgroup.threads): their processes are what it holds.

@@ -158,7 +158,10 @@ func TestLegacyChild(t *testing.T) {
 	// A write of cgroup.freeze returns before the kernel has every task
 	// frozen: the state is the older cgfreeze's once each says frozen 1.
 	for _, c := range []*cgroup{legacy, tg.subs[0], tg.subs[1]} {
-		c.requireFrozenWithin(t, setupFrozenWait)
+		waitUntil(t, c.String()+" says frozen 1 after its freeze was written", setupFrozenWait, func() bool {
+			v, err := c.frozen()
+			return err == nil && v == "1"
+		})
 	}
 	h.requireStill("left by an older cgfreeze", tg.cg, stillFor/2, tg.w)
 	tg.requireStatus("status of the legacy leftover", "frozen", "cgfreeze", holder)
