@@ -78,7 +78,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "the Markdown report to write (its generated part); empty: print the report")
 	fs.StringVar(&o.svg, "svg", "", "the SVG plot to write (default: performance.svg next to -out)")
 	fs.StringVar(&o.src, "src", ".", "the cgfreeze module to build")
-	fs.StringVar(&o.bin, "bin", "", "a cgfreeze binary to measure instead of building one (the size is then this binary's)")
+	fs.StringVar(&o.bin, "bin", "", "a cgfreeze binary to measure instead of building one, static (CGO_ENABLED=0 go build; the size is then this binary's)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -49,3 +49,20 @@ func TestRunsAggregate(t *testing.T) {
 		t.Errorf("perSize from 5000 = %v, %q", ok, d)
 	}
 }
+
+// TestDynamicBinRefused checks that a dynamically linked binary is told
+// apart from a static one, and that the refusal says how to build.
+func TestDynamicBinRefused(t *testing.T) {
+	for file, want := range map[string]bool{"/bin/true": false, busybox: true} {
+		static, err := isStatic(file)
+		if err != nil {
+			t.Fatalf("isStatic(%s): %v", file, err)
+		}
+		if static != want {
+			t.Errorf("isStatic(%s) = %v, want %v", file, static, want)
+		}
+	}
+	if err := notStatic("/tmp/x"); !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Errorf("the refusal does not say how to build: %v", err)
+	}
+}
