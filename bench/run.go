@@ -224,7 +224,6 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// isStatic tells whether an ELF file needs no dynamic loader.
 // notStatic refuses a dynamically linked cgfreeze (a -bin built with cgo,
 // which a plain `go build` makes on a machine with a C compiler: zerolog
 // and pflag import net): cgfreeze ships static, and the dynamic loader and
@@ -234,6 +233,7 @@ func notStatic(file string) error {
 	return fmt.Errorf("-bin %s is dynamically linked: cgfreeze ships as a static binary; build the one to measure with CGO_ENABLED=0 go build", file)
 }
 
+// isStatic tells whether an ELF file needs no dynamic loader.
 func isStatic(file string) (bool, error) {
 	f, err := elf.Open(file)
 	if err != nil {
