@@ -194,7 +194,9 @@ func (b *bench) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !static {
+	if !static && b.o.bin != "" {
+		// The bench's own build is CGO_ENABLED=0; should it not be
+		// static, the report says so (the binary's goal).
 		return notStatic(b.bin)
 	}
 	b.res.static = static
