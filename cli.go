@@ -19,7 +19,7 @@ import (
 // for the mistakes people make (a misspelt command, pause/resume, a bare
 // PID, a space before an optional flag value), and usage errors as error
 // events under -o json. cgfreeze stays on pflag rather than cobra:
-// docs/usage.md ("Why not cobra") has the measurements.
+// docs/usage.md ("Why pflag and not cobra") has the measurements.
 
 // command is one subcommand of the top-level help.
 type command struct {

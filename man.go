@@ -94,21 +94,19 @@ cgfreeze \- freeze a container's processes through the cgroup freezer, hold, the
 	b.WriteString(".PP\nstatus only:\n")
 	manFlags(&b, commandFlags("status"), func(f *pflag.Flag) bool { return f.Name == "exit-code" })
 	b.WriteString(`.SH TERMINAL VIEW
-When stderr is a terminal, a freeze shows what it froze (the container ID or
+When stderr (or else stdout) is a terminal, a freeze shows what it froze (the container ID or
 cgroup, the processes, the strategy), how to thaw (Ctrl\-C, or the \-\-duration
 deadline with a countdown) and a status line that updates every second (frozen
 for how long, processes, connections dropped, repairs). Enter, or a resize of
 the terminal (SIGWINCH, which kubectl attach sends when it attaches with a TTY),
-paints it again. Nothing of this is written when stderr is not a terminal: the
+paints it again. Nothing of this is written when neither is a terminal: the
 events on stdout stay as they are.
 .SH EVENTS
 On stdout, one per line: text (event key=value ...) or, with \-o json, one JSON
 object per line with "event", "time" (RFC 3339, microseconds, UTC) and "schema"
 (` + fmt.Sprint(contract.Schema) + `). Events:
 `)
-	for _, e := range []string{contract.EventFrozen, contract.EventHolding, contract.EventConnectionsDropped, contract.EventRepaired, contract.EventViolation,
-		contract.EventThawed, contract.EventEnded, contract.EventOutputOverflow, contract.EventError, contract.EventStatus,
-		contract.EventRecovered, contract.EventNothingToThaw} {
+	for _, e := range contract.Events {
 		fmt.Fprintf(&b, ".BR %s\n", roff(e))
 	}
 	b.WriteString(".PP\nA usage error under \\-o json is an error event with exit_code 2.\n")
@@ -123,7 +121,7 @@ object per line with "event", "time" (RFC 3339, microseconds, UTC) and "schema"
 	b.WriteString(`.SH EXAMPLES
 .TP
 Freeze the app container of a pod for 30 seconds:
-kubectl debug \-it pod/app \-\-target=app \-\-profile=sysadmin \-\-image=cgfreeze \-\- cgfreeze \-\-duration 30s
+kubectl debug \-it pod/app \-\-target=app \-\-profile=sysadmin \-\-image=REGISTRY/cgfreeze \-\-arguments\-only \-\- \-\-duration 30s
 .TP
 Ask whether a target is frozen:
 cgfreeze status \-\-pid 4242 \-\-exit\-code; echo $?

@@ -22,6 +22,12 @@ const (
 	EventNothingToThaw      = "nothing_to_thaw"     // cgfreeze thaw found nothing to undo
 )
 
+// Events is every event name (those of the start gate, gate.go, too), in
+// the order the man page lists them. A test keeps it complete.
+var Events = []string{EventFrozen, EventHolding, EventConnectionsDropped, EventRepaired, EventViolation,
+	EventThawed, EventEnded, EventWaiting, EventNotStarted, EventOutputOverflow, EventError, EventStatus,
+	EventRecovered, EventNothingToThaw}
+
 // Reasons: the value of Event.Reason.
 const (
 	// thawed

@@ -2,10 +2,14 @@ package contract
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -32,16 +36,79 @@ func TestEventFieldsDocumented(t *testing.T) {
 	}
 }
 
+// declaredNames returns the values of the package's string constants
+// whose names begin with prefix, read from its source: a constant added
+// without a place in Events or the documentation is found too.
+func declaredNames(t *testing.T, prefix string) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	fset := token.NewFileSet()
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, s := range g.Specs {
+				vs := s.(*ast.ValueSpec)
+				for i, id := range vs.Names {
+					lit, ok := vs.Values[i].(*ast.BasicLit)
+					if !strings.HasPrefix(id.Name, prefix) || !ok || lit.Kind != token.STRING {
+						continue
+					}
+					v, err := strconv.Unquote(lit.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					names[id.Name] = v
+				}
+			}
+		}
+	}
+	if len(names) == 0 {
+		t.Fatalf("no %s constants found in the package's source", prefix)
+	}
+	return names
+}
+
+// TestEventsComplete: Events has every event name the package declares,
+// once.
+func TestEventsComplete(t *testing.T) {
+	listed := map[string]int{}
+	for _, e := range Events {
+		listed[e]++
+	}
+	for name, v := range declaredNames(t, "Event") {
+		if listed[v] != 1 {
+			t.Errorf("%s (%q) is in Events %d times, want once", name, v, listed[v])
+		}
+		delete(listed, v)
+	}
+	for v := range listed {
+		t.Errorf("Events has %q, which no Event constant declares", v)
+	}
+}
+
 // TestEventNamesDocumented: every event name and reason is in
 // docs/usage.md.
 func TestEventNamesDocumented(t *testing.T) {
 	doc := usageDoc(t)
-	for _, name := range []string{EventFrozen, EventConnectionsDropped, EventRepaired, EventViolation, EventThawed,
-		EventEnded, EventOutputOverflow, EventError, EventStatus, EventRecovered, EventNothingToThaw,
-		ReasonSignal, ReasonDuration, ReasonStdin, ReasonParent, ReasonOutputClosed, ReasonSupervisorGone,
-		ReasonTargetGone, ReasonThawedByOther, ReasonWatchdog, ReasonLeftover} {
-		if !strings.Contains(doc, "`"+name+"`") {
-			t.Errorf("%q is not in docs/usage.md", name)
+	for _, prefix := range []string{"Event", "Reason"} {
+		for name, v := range declaredNames(t, prefix) {
+			if !strings.Contains(doc, "`"+v+"`") {
+				t.Errorf("%s (%q) is not in docs/usage.md", name, v)
+			}
 		}
 	}
 }
