@@ -28,6 +28,7 @@ func TestKubernetesV1(t *testing.T) {
 	n.scenario("LostSession", func(n *node) { n.lostSession(sysadmin) })
 	n.scenario("StdinLease", func(n *node) { n.stdinLease(sysadmin) })
 	n.scenario("LivenessRestart", func(n *node) { n.livenessRestart(sysadmin) })
+	n.scenario("ExecProbe", func(n *node) { n.execProbe(sysadmin) })
 }
 
 // TestKubernetesV2 runs them on an emulated cgroup v2 node: cgroup2 with
@@ -52,6 +53,8 @@ func TestKubernetesV2(t *testing.T) {
 	n.scenario("DeleteWhileFrozen", func(n *node) { n.deleteWhileFrozen(sysadmin) })
 	n.scenario("DropConnections", func(n *node) { n.dropConnections(sysadmin) })
 	n.scenario("LivenessRestart", func(n *node) { n.livenessRestart(caps) })
+	n.scenario("ExecProbe/caps", func(n *node) { n.execProbe(caps) })
+	n.scenario("ExecProbe/sysadmin", func(n *node) { n.execProbe(sysadmin) })
 }
 
 // scenario runs one scenario as a subtest on the node, and times it.
@@ -534,4 +537,78 @@ func (n *node) livenessRestart(prof profile) {
 	if e := findEvent(parseEvents(out), "ended"); e == nil || e.Reason != want[code] {
 		n.t.Errorf("no ended event with reason %q", want[code])
 	}
+}
+
+// execProbe: an exec liveness probe of the frozen app, failing after 2
+// probes of 2 s, does not get it restarted during a freeze of 16 s
+// (docs/kubernetes.md, "Probes"). How the probe's exec goes depends on the
+// strategy, and the test pins that too, so that a runtime or kubelet that
+// changes it shows here: the freezer (v1) and direct (v2) strategies
+// freeze the container's own cgroup, runc reads it as paused and refuses
+// the exec ("cannot exec in a paused container"), which the kubelet
+// reports as an unknown result, not a failure; the subtree strategy
+// leaves the container's cgroup.freeze at 0, so runc execs, and the hold
+// moves the probe's process into the frozen child (a repaired event, what
+// joined), where it waits for the thaw without the kubelet counting a
+// failure.
+func (n *node) execProbe(prof profile) {
+	pod := n.podName("execprobe")
+	script := `trap 'exit 0' TERM; mkdir -p /tmp && touch /tmp/alive; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done`
+	probe := `    livenessProbe:
+      exec: {command: [cat, /tmp/alive]}
+      periodSeconds: 2
+      timeoutSeconds: 1
+      failureThreshold: 2`
+	n.createPod(podSpec(pod, script, "  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 5", probe))
+	id := n.containerID(pod)
+	time.Sleep(3 * time.Second) // the probe passes first
+	if c := n.appStatus(pod); c.RestartCount != 0 {
+		n.t.Fatalf("the app restarted %d times before the freeze", c.RestartCount)
+	}
+	// --container-id in a pod that shares its PID namespace: were the app
+	// restarted, the agent would outlive it and end with exit 13.
+	n.debug(pod, "freeze-1", prof, "--container-id", "containerd://"+id, "--duration", "16s", "-o", "json")
+	evs := n.agentEvents(pod, "freeze-1", "frozen", agentWait)
+	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
+	code := n.agentExit(pod, "freeze-1", 60*time.Second)
+	out, _ := n.kubectl("logs", pod, "-c", "freeze-1")
+	kubeEvents, _ := n.kubectl("get", "events", "--field-selector", "involvedObject.name="+pod, "-o", "custom-columns=REASON:.reason,MESSAGE:.message")
+	n.t.Logf("the agent ended with %d:\n%s\nthe pod's events:\n%s", code, strings.TrimSpace(out), kubeEvents)
+	if c := n.appStatus(pod); c.RestartCount != 0 || strings.TrimPrefix(c.ContainerID, "containerd://") != id {
+		n.t.Errorf("the kubelet restarted the frozen app (%d restarts): an exec liveness probe failed during the freeze", c.RestartCount)
+	}
+	evs = parseEvents(out)
+	if e := findEvent(evs, "thawed"); code != 0 || e == nil || e.Reason != "duration" {
+		n.t.Errorf("the agent exited %d, want 0 after a thawed event with reason duration", code)
+	}
+	n.requireRunningApp(pod)
+	joined := strings.Contains(out, `"what":"joined"`)
+	refused := strings.Contains(kubeEvents, "cannot exec in a paused container")
+	switch prof.strategy[n.mode] {
+	case "subtree":
+		if !joined {
+			n.t.Error("no repaired event with what joined: the probe's process was not moved into the frozen child")
+		}
+	default:
+		if !refused {
+			n.t.Error(`no "cannot exec in a paused container" in the pod's events: runc did not refuse the probe's exec`)
+		}
+		if joined {
+			n.t.Error("a process joined the frozen cgroup: the probe's exec was not refused")
+		}
+	}
+}
+
+// appStatus is the app container's status; the test fails without one.
+func (n *node) appStatus(pod string) *containerStatus {
+	n.t.Helper()
+	p, err := n.pod(pod)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	c := p.container("app")
+	if c == nil {
+		n.t.Fatalf("pod %s has no app container status", pod)
+	}
+	return c
 }
