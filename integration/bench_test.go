@@ -26,7 +26,9 @@ const benchRounds = 5
 // --drop-connections, and prints the table of docs/performance.md. Each
 // round is a whole scene (a target, a freeze, a thaw), so run it once:
 //
-//	flock /tmp/cgfreeze-itest.lock go test -count=1 -run '^$' -bench DropConnections -benchtime 1x ./integration/ [-args -perf-doc ../docs/performance.md]
+//	go test -count=1 -run '^$' -bench DropConnections -benchtime 1x ./integration/ [-args -perf-doc ../docs/performance.md]
+//
+// (as root; the suite takes /tmp/cgfreeze-itest.lock itself: not under flock)
 func BenchmarkDropConnections(b *testing.B) {
 	var rabbitWith, rabbitWithout, grpcFailWith, grpcReachWith, grpcFailWithout []time.Duration
 	var codesWith, codesWithout []codes.Code

@@ -8,15 +8,26 @@
 # until Ctrl-C (SIGINT, sent by the demo) thaws it. The counter is sampled
 # throughout.
 #
-# Needs root, Go, and util-linux (unshare, nsenter). Everything it creates is
+# Needs root, Go, and util-linux (unshare, nsenter, flock). Everything it creates is
 # named cgfreeze-demo-* and removed on exit, also on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it creates cgroups and namespaces)" >&2; exit 1; }
-for cmd in go unshare nsenter; do
+for cmd in go unshare nsenter flock; do
   command -v "$cmd" >/dev/null || { echo "demo: $cmd is missing (apt-get install util-linux; Go from go.dev)" >&2; exit 1; }
 done
+
+# The integration suite and the bench change machine-wide cgroup settings
+# (nsdelegate) and check the cgroup root for leftovers while they hold this
+# lock: the demo runs under it too, so that neither disturbs the other.
+# flock -o: what the demo starts does not inherit the lock.
+lock=/tmp/cgfreeze-itest.lock
+if [ -z "${CGFREEZE_DEMO_LOCKED:-}" ]; then
+  export CGFREEZE_DEMO_LOCKED=1
+  flock -o -n "$lock" true || echo "demo: waiting for $lock (a test run or the bench holds it)" >&2
+  exec flock -o "$lock" bash "$PWD/integration/demo.sh" "$@"
+fi
 
 # The cgroup2 hierarchy: /sys/fs/cgroup on a pure-v2 host, .../unified on a hybrid one.
 cg2=""

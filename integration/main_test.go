@@ -16,7 +16,10 @@
 //
 // Run it with `go test -count=1 -v ./integration/` as root (integration/test.sh
 // does it). Without root it fails, unless CGFREEZE_ALLOW_SKIP=1 (and CI is not
-// "true"), which skips it.
+// "true"), which skips it. It holds /tmp/cgfreeze-itest.lock (cgtest.Lock)
+// from before it reads the machine's cgroup settings until it has restored
+// them, as the Kubernetes suite, the bench and the demo do: do not run it
+// under flock(1), whose lock it would wait for in vain.
 package integration
 
 import (
@@ -29,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cgfreeze/cgfreeze/internal/cgtest"
 )
@@ -60,6 +64,10 @@ var (
 
 const busybox = "/bin/busybox"
 
+// lockWait bounds the wait for cgtest.LockPath: the Kubernetes suite holds
+// it for about 12 minutes, a whole bench run for 13.
+const lockWait = 30 * time.Minute
+
 func TestMain(m *testing.M) {
 	if name := os.Getenv(helperEnv); name != "" {
 		// A helper process of a connection test (helpers_test.go).
@@ -78,6 +86,17 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, msg+" (set CGFREEZE_ALLOW_SKIP=1 to skip it outside CI)")
 		return 1
 	}
+	// Before anything reads the machine's cgroup settings (discoverHost
+	// records the cgroup2 options the suite must restore): another suite,
+	// the bench or the demo may have switched them for a while.
+	release, err := cgtest.Lock(lockWait, func() {
+		fmt.Fprintf(os.Stderr, "integration: waiting for %s (another suite, the bench or the demo holds it)\n", cgtest.LockPath)
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		return 1
+	}
+	defer release()
 	if fi, err := os.Stat(busybox); err != nil || !fi.Mode().IsRegular() {
 		fmt.Fprintf(os.Stderr, "integration: %s is missing (%v): apt-get install busybox-static\n", busybox, err)
 		return 1

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/cgfreeze/cgfreeze/internal/cgtest"
 )
 
 // Bounded waits.
@@ -41,8 +41,7 @@ const (
 )
 
 const (
-	itestLock = "/tmp/cgfreeze-itest.lock"
-	scratch   = "/tmp/cgfreeze-k8s"
+	scratch = "/tmp/cgfreeze-k8s"
 )
 
 // The cluster that is up, for the signal handler's tear-down.
@@ -85,50 +84,39 @@ type node struct {
 // without queueing twice behind the other suites.
 var lock struct {
 	sync.Mutex
-	f *os.File
+	release func()
 }
 
-// takeLock takes the integration lock (flock on a close-on-exec descriptor:
-// no child process inherits it) if this process does not hold it yet.
+// takeLock takes the integration lock (cgtest.Lock: a close-on-exec
+// descriptor, so no child process inherits it) if this process does not
+// hold it yet.
 func takeLock(t *testing.T) {
 	lock.Lock()
 	defer lock.Unlock()
-	if lock.f != nil {
+	if lock.release != nil {
 		return
 	}
-	f, err := os.OpenFile(itestLock, os.O_RDWR|os.O_CREATE, 0o666)
+	var waitStart time.Time
+	release, err := cgtest.Lock(lockWait, func() {
+		t.Logf("waiting for %s (another suite, the bench or the demo holds it)", cgtest.LockPath)
+		waitStart = time.Now()
+	})
 	if err != nil {
-		t.Fatalf("opening %s: %v", itestLock, err)
+		t.Fatal(err)
 	}
-	// A blocking flock: the kernel queues the waiters (polling with LOCK_NB
-	// loses to them). The goroutine is left behind only when the wait fails
-	// the test, and it ends with the test binary.
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		t.Logf("waiting for %s (another suite holds it)", itestLock)
-		start := time.Now()
-		done := make(chan error, 1)
-		go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				_ = f.Close()
-				t.Fatalf("taking %s: %v", itestLock, err)
-			}
-		case <-time.After(lockWait):
-			t.Fatalf("%s: not taken within %v", itestLock, lockWait)
-		}
-		timing("waiting for "+itestLock+" (not part of the suite's own time)", time.Since(start))
+	if !waitStart.IsZero() {
+		timing("waiting for "+cgtest.LockPath+" (not part of the suite's own time)", time.Since(waitStart))
 	}
-	lock.f = f
+	lock.release = release
 }
 
 // releaseLock releases the integration lock at the end of the run.
 func releaseLock() {
 	lock.Lock()
 	defer lock.Unlock()
-	if lock.f != nil {
-		_ = lock.f.Close()
-		lock.f = nil
+	if lock.release != nil {
+		lock.release()
+		lock.release = nil
 	}
 }
 

@@ -483,23 +483,8 @@ func (n *node) stdinLease(prof profile) {
 // not die with the old container) ends by itself: its target is gone.
 func (n *node) livenessRestart(prof profile) {
 	pod := n.podName("liveness")
-	script := `trap 'exit 0' TERM; mkdir -p /tmp/www && echo ok > /tmp/www/index.html && httpd -p 8080 -h /tmp/www; ` +
-		`i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done`
-	probe := `    livenessProbe:
-      httpGet: {path: /index.html, port: 8080}
-      periodSeconds: 2
-      timeoutSeconds: 1
-      failureThreshold: 2`
-	n.createPod(podSpec(pod, script, "  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 5", probe))
-	id := n.containerID(pod)
-	time.Sleep(3 * time.Second) // the probe passes first
-	p, err := n.pod(pod)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if c := p.container("app"); c.RestartCount != 0 {
-		n.t.Fatalf("the app restarted %d times before the freeze", c.RestartCount)
-	}
+	id := n.probedPod(pod, `mkdir -p /tmp/www && echo ok > /tmp/www/index.html && httpd -p 8080 -h /tmp/www`,
+		"httpGet: {path: /index.html, port: 8080}")
 	n.debug(pod, "freeze-1", prof, "--container-id", "containerd://"+id, "-o", "json")
 	evs := n.agentEvents(pod, "freeze-1", "frozen", agentWait)
 	n.requireFrozenEvent(findEvent(evs, "frozen"), prof, id)
@@ -553,18 +538,7 @@ func (n *node) livenessRestart(prof profile) {
 // failure.
 func (n *node) execProbe(prof profile) {
 	pod := n.podName("execprobe")
-	script := `trap 'exit 0' TERM; mkdir -p /tmp && touch /tmp/alive; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done`
-	probe := `    livenessProbe:
-      exec: {command: [cat, /tmp/alive]}
-      periodSeconds: 2
-      timeoutSeconds: 1
-      failureThreshold: 2`
-	n.createPod(podSpec(pod, script, "  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 5", probe))
-	id := n.containerID(pod)
-	time.Sleep(3 * time.Second) // the probe passes first
-	if c := n.appStatus(pod); c.RestartCount != 0 {
-		n.t.Fatalf("the app restarted %d times before the freeze", c.RestartCount)
-	}
+	id := n.probedPod(pod, "mkdir -p /tmp && touch /tmp/alive", "exec: {command: [cat, /tmp/alive]}")
 	// --container-id in a pod that shares its PID namespace: were the app
 	// restarted, the agent would outlive it and end with exit 13.
 	n.debug(pod, "freeze-1", prof, "--container-id", "containerd://"+id, "--duration", "16s", "-o", "json")
@@ -597,6 +571,28 @@ func (n *node) execProbe(prof profile) {
 			n.t.Error("a process joined the frozen cgroup: the probe's exec was not refused")
 		}
 	}
+}
+
+// probedPod creates a pod whose app runs setup, then ticks, with a
+// liveness probe (handler: its YAML line) every 2 s that restarts the app
+// after 2 failures; the pod shares its PID namespace (an agent started
+// with --container-id outlives a restarted app). It returns the app's
+// container ID once the probe has passed for a few seconds.
+func (n *node) probedPod(pod, setup, handler string) string {
+	n.t.Helper()
+	script := `trap 'exit 0' TERM; ` + setup + `; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done`
+	probe := `    livenessProbe:
+      ` + handler + `
+      periodSeconds: 2
+      timeoutSeconds: 1
+      failureThreshold: 2`
+	n.createPod(podSpec(pod, script, "  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 5", probe))
+	id := n.containerID(pod)
+	time.Sleep(3 * time.Second) // the probe passes first
+	if c := n.appStatus(pod); c.RestartCount != 0 {
+		n.t.Fatalf("the app restarted %d times before the freeze", c.RestartCount)
+	}
+	return id
 }
 
 // appStatus is the app container's status; the test fails without one.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -181,4 +182,54 @@ func RestoreSubtreeControl(dir string, before []string) ([]string, error) {
 		}
 	}
 	return added, errors.Join(errs...)
+}
+
+// LockPath is the lock that whatever changes this machine's cgroups or
+// their machine-wide settings holds while it does: the integration suite,
+// the Kubernetes suite (and its cluster.sh), the bench and the demo. Each
+// would disturb the others (nsdelegate switched on or off, a leftover check
+// that finds the other's cgroups).
+const LockPath = "/tmp/cgfreeze-itest.lock"
+
+// Lock takes LockPath: an exclusive flock(2) on a close-on-exec descriptor,
+// so that no process the caller starts inherits it (what flock -o does for
+// a shell). When another holds it, Lock calls waiting (if not nil) once and
+// blocks in the kernel's queue of waiters (polling with LOCK_NB would lose
+// to them) for at most limit. release closes the descriptor, which frees
+// the lock. A caller that waited in vain leaves a goroutine blocked in
+// flock(2) behind: it ends with the process, and frees the lock at once
+// should it get it.
+func Lock(limit time.Duration, waiting func()) (release func(), err error) {
+	return LockAt(LockPath, limit, waiting)
+}
+
+// LockAt is Lock on another file (a test's).
+func LockAt(path string, limit time.Duration, waiting func()) (release func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666) // close-on-exec, as Go opens every file
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd())
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if waiting != nil {
+			waiting()
+		}
+		done := make(chan error, 1)
+		go func() { done <- unix.Flock(fd, unix.LOCK_EX) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("taking %s: %w", path, err)
+			}
+		case <-time.After(limit):
+			go func() {
+				if <-done == nil {
+					_ = f.Close()
+				}
+			}()
+			return nil, fmt.Errorf("%s: not free within %v (a suite, the bench or the demo holds it; the suites take it themselves: do not run them under flock)", path, limit)
+		}
+	}
+	return func() { _ = f.Close() }, nil
 }

@@ -2,10 +2,12 @@ package cgtest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseMountinfo(t *testing.T) {
@@ -88,4 +90,46 @@ func TestRestoreSubtreeControl(t *testing.T) {
 	if _, err := RestoreSubtreeControl(filepath.Join(dir, "missing"), nil); err == nil {
 		t.Error("a missing cgroup gives no error")
 	}
+}
+
+// TestLockAt: a process started while the lock is held does not inherit
+// it, so the release frees it at once; a held lock makes the next taker
+// wait (it is told once) and give up at its limit, and the waiter it
+// leaves behind frees the lock as soon as it gets it.
+func TestLockAt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	release, err := LockAt(path, time.Second, func() { t.Error("the first taker waited") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child that outlives the release: with the descriptor inherited,
+	// it would hold the lock on.
+	child := exec.Command("sleep", "5")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	release()
+	release, err = LockAt(path, time.Second, func() { t.Error("the lock is still held after its release: the child inherited it") })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	waited := 0
+	start := time.Now()
+	if _, err := LockAt(path, 200*time.Millisecond, func() { waited++ }); err == nil || !strings.Contains(err.Error(), "not free within 200ms") {
+		t.Errorf("a second taker while the lock is held: %v, want an error that it is not free", err)
+	}
+	if waited != 1 {
+		t.Errorf("the second taker was told %d times that it waits, want once", waited)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("the second taker gave up after %v, before its limit", d)
+	}
+	release()
+	again, err := LockAt(path, 2*time.Second, nil)
+	if err != nil {
+		t.Fatalf("after the release, with the abandoned waiter: %v", err)
+	}
+	again()
 }
