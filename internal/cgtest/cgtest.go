@@ -197,8 +197,8 @@ const LockPath = "/tmp/cgfreeze-itest.lock"
 // blocks in the kernel's queue of waiters (polling with LOCK_NB would lose
 // to them) for at most limit. release closes the descriptor, which frees
 // the lock. A caller that waited in vain leaves a goroutine blocked in
-// flock(2) behind: it ends with the process, and frees the lock at once
-// should it get it.
+// flock(2) behind: it ends with the process, and closes the descriptor
+// (freeing the lock at once should it have got it) if its flock returns.
 func Lock(limit time.Duration, waiting func()) (release func(), err error) {
 	return LockAt(LockPath, limit, waiting)
 }
@@ -224,9 +224,8 @@ func LockAt(path string, limit time.Duration, waiting func()) (release func(), e
 			}
 		case <-time.After(limit):
 			go func() {
-				if <-done == nil {
-					_ = f.Close()
-				}
+				<-done
+				_ = f.Close()
 			}()
 			return nil, fmt.Errorf("%s: not free within %v (a suite, the bench or the demo holds it; the suites take it themselves: do not run them under flock)", path, limit)
 		}
