@@ -224,7 +224,7 @@ func LockAt(path string, limit time.Duration, waiting func()) (release func(), e
 			}
 		case <-time.After(limit):
 			go func() {
-				<-done
+				_ = <-done
 				_ = f.Close()
 			}()
 			return nil, fmt.Errorf("%s: not free within %v (a suite, the bench or the demo holds it; the suites take it themselves: do not run them under flock)", path, limit)
