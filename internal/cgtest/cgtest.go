@@ -214,8 +214,15 @@ func LockAt(path string, limit time.Duration, waiting func()) (release func(), e
 		if waiting != nil {
 			waiting()
 		}
-		done := make(chan error, 1)
-		go func() { done <- unix.Flock(fd, unix.LOCK_EX) }()
+		done, abandoned := make(chan error), make(chan struct{})
+		go func() {
+			err := unix.Flock(fd, unix.LOCK_EX)
+			select {
+			case done <- err:
+			case <-abandoned:
+				_ = f.Close()
+			}
+		}()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -223,10 +230,7 @@ func LockAt(path string, limit time.Duration, waiting func()) (release func(), e
 				return nil, fmt.Errorf("taking %s: %w", path, err)
 			}
 		case <-time.After(limit):
-			go func() {
-				_ = <-done
-				_ = f.Close()
-			}()
+			close(abandoned)
 			return nil, fmt.Errorf("%s: not free within %v (a suite, the bench or the demo holds it; the suites take it themselves: do not run them under flock)", path, limit)
 		}
 	}
