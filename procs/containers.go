@@ -24,8 +24,8 @@ type Process struct {
 	// name in brackets when it has none (a kernel thread, a zombie), for
 	// the first process of each Container only, the one Container.String
 	// shows; empty for the others. Reading every process's command line
-	// cost Containers a third of its time, for messages that name one a
-	// container.
+	// cost Containers a third of its time, for messages that show one
+	// process a container.
 	Command string
 }
 
